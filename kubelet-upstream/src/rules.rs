@@ -1,0 +1,627 @@
+//! Rules that change with the Kubernetes version: which binaries exist, which kubelet flags
+//! still exist, what each image carries and which host commands it needs.
+//!
+//! Everything here is data with small lookups, so a new upstream release usually means editing
+//! one table row, and the tests below pin the behaviour of the releases we know.
+
+use crate::component::Component;
+use crate::manifest::Release;
+use crate::version::KubeVersion;
+
+/// A program built from one upstream component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub name: String,
+    pub component: Component,
+    /// The package directory inside the component's module, such as `cmd/kubelet`.
+    pub package: String,
+    /// Daemons stay unpacked: upx would cost memory and start-up time on every node for the
+    /// lifetime of the process, and kubelet and kube-proxy are never re-executed.
+    pub pack: bool,
+    pub kind: BinaryKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryKind {
+    Kubelet,
+    KubeProxy,
+    Kubeadm,
+    Crictl,
+    CniPlugin,
+}
+
+/// The CNI plugins flannel's network config chains: the flannel delegate writes a bridge config,
+/// host-local hands out the addresses, portmap serves hostPort and loopback every pod needs.
+pub const FLANNEL_CNI_PLUGINS: [&str; 5] =
+    ["bridge", "flannel", "host-local", "loopback", "portmap"];
+
+/// containernetworking/plugins directories that hold Linux plugins.
+const CNI_PLUGIN_GROUPS: [&str; 3] = ["main", "ipam", "meta"];
+
+/// One Linux plugin of containernetworking/plugins and the releases that ship it
+/// (`since` inclusive, `until` exclusive), compared as CNI plugin versions.
+struct CniPluginRow {
+    group: &'static str,
+    name: &'static str,
+    since: (u32, u32),
+    until: Option<(u32, u32)>,
+}
+
+const CNI_PLUGIN_TABLE: &[CniPluginRow] = &[
+    cni("main", "bridge", (0, 7), None),
+    cni("main", "host-device", (0, 7), None),
+    cni("main", "ipvlan", (0, 7), None),
+    cni("main", "loopback", (0, 7), None),
+    cni("main", "macvlan", (0, 7), None),
+    cni("main", "ptp", (0, 7), None),
+    cni("main", "vlan", (0, 7), None),
+    cni("main", "dummy", (1, 2), None),
+    cni("main", "tap", (1, 3), None),
+    cni("ipam", "dhcp", (0, 7), None),
+    cni("ipam", "host-local", (0, 7), None),
+    cni("ipam", "static", (0, 7), None),
+    cni("meta", "bandwidth", (0, 7), None),
+    cni("meta", "firewall", (0, 7), None),
+    cni("meta", "flannel", (0, 7), Some((1, 0))),
+    cni("meta", "portmap", (0, 7), None),
+    cni("meta", "sbr", (0, 7), None),
+    cni("meta", "tuning", (0, 7), None),
+    cni("meta", "vrf", (0, 8), None),
+];
+
+const fn cni(
+    group: &'static str,
+    name: &'static str,
+    since: (u32, u32),
+    until: Option<(u32, u32)>,
+) -> CniPluginRow {
+    CniPluginRow {
+        group,
+        name,
+        since,
+        until,
+    }
+}
+
+/// `(major, minor)` of a component tag such as `v1.1.1` or `v1.7.1-flannel2`.
+fn tag_minor_line(tag: &str) -> Option<(u32, u32)> {
+    let core = tag.split('-').next()?;
+    core.parse::<KubeVersion>()
+        .ok()
+        .map(KubeVersion::minor_line)
+}
+
+/// The Linux plugins of a containernetworking/plugins release, as `(group, name)`, sorted by name.
+/// The flannel plugin is not among them: it comes from flannel-io/cni-plugin.
+pub fn cni_plugins(cni_tag: &str) -> Vec<(&'static str, &'static str)> {
+    let Some(line) = tag_minor_line(cni_tag) else {
+        return Vec::new();
+    };
+    let mut plugins: Vec<_> = CNI_PLUGIN_TABLE
+        .iter()
+        .filter(|row| row.name != "flannel")
+        .filter(|row| line >= row.since && row.until.is_none_or(|until| line < until))
+        .map(|row| (row.group, row.name))
+        .collect();
+    plugins.sort_by_key(|&(_, name)| name);
+    plugins
+}
+
+/// Whether a directory name under `plugins/<group>/` is a Linux plugin we know about.
+pub fn is_known_cni_group(group: &str) -> bool {
+    CNI_PLUGIN_GROUPS.contains(&group)
+}
+
+/// Every binary a release is built into, in a fixed order: Kubernetes, crictl, CNI plugins.
+pub fn binaries(release: &Release) -> Vec<Binary> {
+    let mut all = vec![
+        kube_binary("kubelet", BinaryKind::Kubelet, false),
+        kube_binary("kube-proxy", BinaryKind::KubeProxy, false),
+        kube_binary("kubeadm", BinaryKind::Kubeadm, true),
+        Binary {
+            name: "crictl".into(),
+            component: Component::CriTools,
+            package: "cmd/crictl".into(),
+            pack: true,
+            kind: BinaryKind::Crictl,
+        },
+    ];
+    let mut plugins: Vec<Binary> = cni_plugins(&release.cni_plugins.version)
+        .into_iter()
+        .map(|(group, name)| Binary {
+            name: name.into(),
+            component: Component::CniPlugins,
+            package: format!("plugins/{group}/{name}"),
+            pack: true,
+            kind: BinaryKind::CniPlugin,
+        })
+        .collect();
+    plugins.push(Binary {
+        name: "flannel".into(),
+        component: Component::FlannelPlugin,
+        package: ".".into(),
+        pack: true,
+        kind: BinaryKind::CniPlugin,
+    });
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    all.extend(plugins);
+    all
+}
+
+fn kube_binary(name: &str, kind: BinaryKind, pack: bool) -> Binary {
+    Binary {
+        name: name.into(),
+        component: Component::Kubernetes,
+        package: format!("cmd/{name}"),
+        pack,
+        kind,
+    }
+}
+
+/// The Go build tags upstream uses for the binaries we ship. `providerless` drops the in-tree
+/// cloud providers, which a node image does not need and which make kubelet much bigger.
+pub fn go_build_tags(binary: &Binary) -> &'static [&'static str] {
+    match binary.component {
+        Component::Kubernetes => &["providerless"],
+        _ => &[],
+    }
+}
+
+/// The `-X` version stamps upstream's own build scripts set, so `--version` prints the release.
+pub fn version_ldflags(release: &Release, binary: &Binary, build_date: &str) -> Vec<String> {
+    match binary.component {
+        Component::Kubernetes => kubernetes_version_ldflags(release, build_date),
+        Component::CriTools => vec![format!(
+            "-X {}/pkg/version.Version={}",
+            release.cri_tools.module, release.cri_tools.version
+        )],
+        Component::CniPlugins => vec![format!(
+            "-X {}/pkg/utils/buildversion.BuildVersion={}",
+            release.cni_plugins.module, release.cni_plugins.version
+        )],
+        Component::FlannelPlugin => {
+            let pin = &release.flannel_plugin;
+            let (module, version, _) = pin.goproxy_module();
+            if pin.goproxy.is_none() {
+                // flannel's own build scripts stamp package main, with an 8-digit commit.
+                vec![
+                    format!("-X main.Version={version}"),
+                    format!("-X main.Commit={}", &pin.commit[..8]),
+                    "-X main.Program=flannel".to_owned(),
+                ]
+            } else {
+                vec![format!(
+                    "-X {module}/pkg/utils/buildversion.BuildVersion={version}"
+                )]
+            }
+        }
+    }
+}
+
+/// Mirrors `kube::version::ldflags` in upstream's hack/lib/version.sh.
+fn kubernetes_version_ldflags(release: &Release, build_date: &str) -> Vec<String> {
+    let version = release.version;
+    let values = [
+        ("buildDate", build_date.to_owned()),
+        ("gitCommit", release.kubernetes.commit.clone()),
+        ("gitTreeState", "clean".to_owned()),
+        ("gitVersion", version.to_string()),
+        ("gitMajor", version.major.to_string()),
+        ("gitMinor", version.minor.to_string()),
+    ];
+    let mut flags = Vec::new();
+    for package in [
+        "k8s.io/client-go/pkg/version",
+        "k8s.io/component-base/version",
+    ] {
+        for (key, value) in &values {
+            flags.push(format!("-X {package}.{key}={value}"));
+        }
+    }
+    flags
+}
+
+/// A kubelet flag that upstream removed in some release.
+pub struct RemovedFlag {
+    pub name: &'static str,
+    pub removed_in: (u32, u32),
+    pub why: &'static str,
+}
+
+pub const REMOVED_KUBELET_FLAGS: &[RemovedFlag] = &[
+    removed(
+        "--network-plugin",
+        (1, 24),
+        "dockershim removal: the runtime runs CNI",
+    ),
+    removed(
+        "--cni-bin-dir",
+        (1, 24),
+        "dockershim removal: the runtime runs CNI",
+    ),
+    removed(
+        "--cni-conf-dir",
+        (1, 24),
+        "dockershim removal: the runtime runs CNI",
+    ),
+    removed(
+        "--cni-cache-dir",
+        (1, 24),
+        "dockershim removal: the runtime runs CNI",
+    ),
+    removed(
+        "--network-plugin-mtu",
+        (1, 24),
+        "dockershim removal: the runtime runs CNI",
+    ),
+    removed("--docker-endpoint", (1, 24), "dockershim removal"),
+    removed(
+        "--image-pull-progress-deadline",
+        (1, 24),
+        "dockershim removal",
+    ),
+    removed(
+        "--experimental-dockershim-root-directory",
+        (1, 24),
+        "dockershim removal",
+    ),
+    removed("--non-masquerade-cidr", (1, 24), "dockershim removal"),
+    removed(
+        "--container-runtime",
+        (1, 27),
+        "only remote runtimes are left",
+    ),
+];
+
+const fn removed(name: &'static str, removed_in: (u32, u32), why: &'static str) -> RemovedFlag {
+    RemovedFlag {
+        name,
+        removed_in,
+        why,
+    }
+}
+
+/// Whether kubelet of `version` still accepts `flag`.
+pub fn kubelet_has_flag(version: KubeVersion, flag: &str) -> bool {
+    REMOVED_KUBELET_FLAGS
+        .iter()
+        .find(|row| row.name == flag)
+        .is_none_or(|row| version.minor_line() < row.removed_in)
+}
+
+/// The images of a release. The kubelet variants share one repository and differ by tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Image {
+    Kubelet,
+    KubeletFlannel,
+    KubeletCni,
+    KubeletKubeadm,
+    KubeletKubeadmCni,
+    KubeProxy,
+}
+
+/// Repository names, relative to the registry prefix the user gives.
+pub const KUBELET_REPOSITORY: &str = "kubelet";
+pub const KUBE_PROXY_REPOSITORY: &str = "kube-proxy";
+
+/// Where images that carry CNI plugins keep them, and where `install-cni` copies them to.
+pub const IMAGE_CNI_DIR: &str = "/opt/cni/bin";
+
+impl Image {
+    pub const ALL: [Image; 6] = [
+        Image::Kubelet,
+        Image::KubeletFlannel,
+        Image::KubeletCni,
+        Image::KubeletKubeadm,
+        Image::KubeletKubeadmCni,
+        Image::KubeProxy,
+    ];
+
+    pub fn repository(self) -> &'static str {
+        match self {
+            Image::KubeProxy => KUBE_PROXY_REPOSITORY,
+            _ => KUBELET_REPOSITORY,
+        }
+    }
+
+    /// The variant word in the tag; the plain kubelet image has none.
+    pub fn variant(self) -> Option<&'static str> {
+        match self {
+            Image::Kubelet | Image::KubeProxy => None,
+            Image::KubeletFlannel => Some("flannel"),
+            Image::KubeletCni => Some("cni"),
+            Image::KubeletKubeadm => Some("kubeadm"),
+            Image::KubeletKubeadmCni => Some("kubeadm-cni"),
+        }
+    }
+
+    /// A short name for messages and cache paths.
+    pub fn name(self) -> &'static str {
+        match self {
+            Image::Kubelet => "kubelet",
+            Image::KubeletFlannel => "kubelet-flannel",
+            Image::KubeletCni => "kubelet-cni",
+            Image::KubeletKubeadm => "kubelet-kubeadm",
+            Image::KubeletKubeadmCni => "kubelet-kubeadm-cni",
+            Image::KubeProxy => "kube-proxy",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Image> {
+        Image::ALL.into_iter().find(|image| image.name() == name)
+    }
+
+    /// `v1.26.0-flannel-alpine3.20`.
+    pub fn tag(self, release: &Release) -> String {
+        let alpine = release.alpine_branch();
+        match self.variant() {
+            Some(variant) => format!("{}-{variant}-alpine{alpine}", release.version),
+            None => format!("{}-alpine{alpine}", release.version),
+        }
+    }
+
+    /// The Dockerfile under `dockerfiles/` that builds this image.
+    pub fn dockerfile(self) -> &'static str {
+        match self {
+            Image::KubeProxy => "kube-proxy.Dockerfile",
+            _ => "kubelet.Dockerfile",
+        }
+    }
+
+    pub fn carries_cni(self) -> bool {
+        matches!(
+            self,
+            Image::KubeletFlannel | Image::KubeletCni | Image::KubeletKubeadmCni
+        )
+    }
+
+    pub fn carries_kubeadm(self) -> bool {
+        matches!(self, Image::KubeletKubeadm | Image::KubeletKubeadmCni)
+    }
+
+    /// The binaries that go into this image, in build order.
+    pub fn binaries(self, release: &Release) -> Vec<Binary> {
+        binaries(release)
+            .into_iter()
+            .filter(|binary| self.wants(binary))
+            .collect()
+    }
+
+    fn wants(self, binary: &Binary) -> bool {
+        match binary.kind {
+            BinaryKind::Kubelet => self != Image::KubeProxy,
+            BinaryKind::KubeProxy => self == Image::KubeProxy,
+            BinaryKind::Kubeadm | BinaryKind::Crictl => self.carries_kubeadm(),
+            BinaryKind::CniPlugin => match self {
+                Image::KubeletFlannel => FLANNEL_CNI_PLUGINS.contains(&binary.name.as_str()),
+                Image::KubeletCni | Image::KubeletKubeadmCni => true,
+                _ => false,
+            },
+        }
+    }
+
+    /// ENTRYPOINT and CMD. The kubelet flags follow the release: flags that upstream removed
+    /// would stop kubelet at start-up.
+    pub fn entrypoint(self, version: KubeVersion) -> (Vec<String>, Vec<String>) {
+        if self == Image::KubeProxy {
+            return (vec!["kube-proxy".into()], Vec::new());
+        }
+        let mut args: Vec<String> = KUBELET_DEFAULT_ARGS.iter().map(|s| s.to_string()).collect();
+        if self.carries_cni() && kubelet_has_flag(version, "--network-plugin") {
+            args.push("--network-plugin=cni".into());
+        }
+        if kubelet_has_flag(version, "--container-runtime") {
+            args.push("--container-runtime=remote".into());
+        }
+        (vec!["kubelet".into()], args)
+    }
+}
+
+/// The arguments kubelet starts with by default: the layout `kubeadm join` writes.
+pub const KUBELET_DEFAULT_ARGS: [&str; 4] = [
+    "--config=/var/lib/kubelet/config.yaml",
+    "--register-node",
+    "--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf",
+    "--kubeconfig=/etc/kubernetes/kubelet.conf",
+];
+
+/// A command an image needs at a path its program looks up, and the Alpine package with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostCommand {
+    pub command: &'static str,
+    pub alpine_package: &'static str,
+    pub since: Option<(u32, u32)>,
+    pub until: Option<(u32, u32)>,
+    pub why: &'static str,
+}
+
+const fn command(
+    command: &'static str,
+    alpine_package: &'static str,
+    since: Option<(u32, u32)>,
+    until: Option<(u32, u32)>,
+    why: &'static str,
+) -> HostCommand {
+    HostCommand {
+        command,
+        alpine_package,
+        since,
+        until,
+        why,
+    }
+}
+
+/// What kubelet runs itself. Alpine splits util-linux per tool, so each is its own package.
+pub const KUBELET_COMMANDS: &[HostCommand] = &[
+    command("mount", "mount", None, None, "mount-utils mounts volumes"),
+    command(
+        "umount",
+        "umount",
+        None,
+        None,
+        "mount-utils unmounts volumes",
+    ),
+    command(
+        "findmnt",
+        "findmnt",
+        None,
+        None,
+        "mount-utils lists mount points",
+    ),
+    command(
+        "losetup",
+        "losetup",
+        None,
+        None,
+        "block volumes are attached as loop devices",
+    ),
+    command(
+        "blkid",
+        "blkid",
+        None,
+        None,
+        "SafeFormatAndMount detects existing filesystems",
+    ),
+    command(
+        "mkfs.ext4",
+        "e2fsprogs",
+        None,
+        None,
+        "SafeFormatAndMount formats new volumes",
+    ),
+    command(
+        "fsck.ext4",
+        "e2fsprogs",
+        None,
+        None,
+        "SafeFormatAndMount checks volumes",
+    ),
+    command(
+        "resize2fs",
+        "e2fsprogs-extra",
+        None,
+        None,
+        "volume expansion",
+    ),
+    command(
+        "mkfs.xfs",
+        "xfsprogs",
+        None,
+        None,
+        "SafeFormatAndMount formats xfs volumes",
+    ),
+    command(
+        "iptables",
+        "iptables",
+        None,
+        Some((1, 28)),
+        "kubelet owns KUBE-MARK chains until IPTablesOwnershipCleanup",
+    ),
+    command(
+        "ip6tables",
+        "iptables",
+        None,
+        Some((1, 28)),
+        "kubelet owns KUBE-MARK chains until IPTablesOwnershipCleanup",
+    ),
+];
+
+/// What `kubeadm join` preflight requires on the node.
+pub const KUBEADM_COMMANDS: &[HostCommand] = &[
+    command(
+        "nsenter",
+        "util-linux-misc",
+        None,
+        None,
+        "kubeadm preflight",
+    ),
+    command("ip", "iproute2", None, None, "kubeadm preflight"),
+    command(
+        "conntrack",
+        "conntrack-tools",
+        None,
+        None,
+        "kubeadm preflight",
+    ),
+    command("iptables", "iptables", None, None, "kubeadm preflight"),
+];
+
+/// What kube-proxy programs the node with.
+pub const KUBE_PROXY_COMMANDS: &[HostCommand] = &[
+    command("iptables", "iptables", None, None, "iptables mode"),
+    command("ip6tables", "iptables", None, None, "iptables mode, IPv6"),
+    command(
+        "iptables-legacy",
+        "iptables-legacy",
+        None,
+        None,
+        "hosts still on the legacy backend",
+    ),
+    command(
+        "ip6tables-legacy",
+        "iptables-legacy",
+        None,
+        None,
+        "hosts still on the legacy backend",
+    ),
+    command(
+        "iptables-nft",
+        "iptables",
+        None,
+        None,
+        "hosts on the nft backend",
+    ),
+    command(
+        "ip6tables-nft",
+        "iptables",
+        None,
+        None,
+        "hosts on the nft backend",
+    ),
+    command("ipset", "ipset", None, None, "ipvs mode"),
+    command(
+        "conntrack",
+        "conntrack-tools",
+        None,
+        None,
+        "stale UDP conntrack entries",
+    ),
+    command(
+        "modprobe",
+        "kmod",
+        None,
+        None,
+        "loads ipvs and conntrack modules",
+    ),
+    command("nft", "nftables", Some((1, 29)), None, "nftables mode"),
+];
+
+/// The host commands `image` needs for `version`, deduplicated, in table order.
+pub fn host_commands(image: Image, version: KubeVersion) -> Vec<HostCommand> {
+    let tables: &[&[HostCommand]] = match image {
+        Image::KubeProxy => &[KUBE_PROXY_COMMANDS],
+        image if image.carries_kubeadm() => &[KUBELET_COMMANDS, KUBEADM_COMMANDS],
+        _ => &[KUBELET_COMMANDS],
+    };
+    let line = version.minor_line();
+    let mut wanted: Vec<HostCommand> = Vec::new();
+    for row in tables.iter().flat_map(|table| table.iter()) {
+        let in_range = row.since.is_none_or(|since| line >= since)
+            && row.until.is_none_or(|until| line < until);
+        if in_range && !wanted.iter().any(|w| w.command == row.command) {
+            wanted.push(*row);
+        }
+    }
+    wanted
+}
+
+/// The Alpine packages behind [`host_commands`], sorted and deduplicated.
+pub fn alpine_packages(image: Image, version: KubeVersion) -> Vec<&'static str> {
+    let mut packages: Vec<&str> = host_commands(image, version)
+        .iter()
+        .map(|c| c.alpine_package)
+        .collect();
+    packages.sort_unstable();
+    packages.dedup();
+    packages
+}

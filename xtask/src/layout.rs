@@ -1,0 +1,137 @@
+//! Where things live: the workspace and the cache under `target/`.
+//!
+//! Every cache path is derived here, so a second run finds what the first one left.
+
+use anyhow::{Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use kubelet_upstream::{Arch, Component, KubeVersion, MANIFEST_FILE};
+
+/// The cache's folder inside cargo's target directory.
+const CACHE_DIR_NAME: &str = "kubelet-build";
+/// Overrides the cache location (tests give each case its own).
+pub const CACHE_DIR_ENV: &str = "XTASK_CACHE_DIR";
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: Utf8PathBuf,
+    cache: Utf8PathBuf,
+}
+
+impl Layout {
+    /// The workspace this xtask was built from, with its cache under cargo's target directory.
+    pub fn discover() -> Result<Layout> {
+        let root = workspace_root();
+        let cache = match std::env::var(CACHE_DIR_ENV) {
+            Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
+            _ => target_dir(&root)?.join(CACHE_DIR_NAME),
+        };
+        Ok(Layout { root, cache })
+    }
+
+    pub fn new(root: Utf8PathBuf, cache: Utf8PathBuf) -> Layout {
+        Layout { root, cache }
+    }
+
+    pub fn root(&self) -> &Utf8Path {
+        &self.root
+    }
+
+    pub fn cache(&self) -> &Utf8Path {
+        &self.cache
+    }
+
+    pub fn manifest(&self) -> Utf8PathBuf {
+        self.root.join(MANIFEST_FILE)
+    }
+
+    pub fn dockerfiles(&self) -> Utf8PathBuf {
+        self.root.join("dockerfiles")
+    }
+
+    /// A git checkout of one component at one tag.
+    pub fn git_checkout(&self, component: Component, tag: &str) -> Utf8PathBuf {
+        self.cache
+            .join("sources/git")
+            .join(component.key())
+            .join(tag)
+    }
+
+    /// An unpacked module-proxy download of one component.
+    pub fn goproxy_tree(&self, component: Component, module_version: &str) -> Utf8PathBuf {
+        self.cache
+            .join("sources/goproxy")
+            .join(component.key())
+            .join(module_version)
+    }
+
+    /// The generated module that builds `k8s.io/kubernetes/cmd/...` outside its repository.
+    pub fn goproxy_kubernetes_module(&self, version: KubeVersion) -> Utf8PathBuf {
+        self.cache
+            .join("sources/goproxy/kubernetes-build")
+            .join(version.to_string())
+    }
+
+    /// The source set of a release, as written by `fetch` and read by `build`.
+    pub fn sources_record(&self, version: KubeVersion, source: &str) -> Utf8PathBuf {
+        self.cache
+            .join("sources")
+            .join(format!("{version}-{source}.json"))
+    }
+
+    pub fn gomodcache(&self) -> Utf8PathBuf {
+        self.cache.join("go/mod")
+    }
+
+    pub fn gocache(&self) -> Utf8PathBuf {
+        self.cache.join("go/build")
+    }
+
+    pub fn zig_cache(&self) -> Utf8PathBuf {
+        self.cache.join("zig/cache")
+    }
+
+    pub fn toolchains(&self) -> Utf8PathBuf {
+        self.cache.join("toolchains")
+    }
+
+    /// The per-target compiler wrapper that Go's cgo calls as CC.
+    pub fn zig_cc_wrapper(&self, arch: Arch) -> Utf8PathBuf {
+        self.toolchains()
+            .join("zig-cc")
+            .join(format!("{}-cc", arch.musl_target()))
+    }
+
+    /// Built binaries of one release and architecture, before and after packing.
+    pub fn binaries(&self, version: KubeVersion, arch: Arch) -> Utf8PathBuf {
+        self.cache
+            .join("out")
+            .join(version.to_string())
+            .join(arch.name())
+    }
+
+    pub fn oci_layout(&self) -> Utf8PathBuf {
+        self.cache.join("oci")
+    }
+
+    pub fn locks(&self) -> Utf8PathBuf {
+        self.cache.join("locks")
+    }
+}
+
+fn workspace_root() -> Utf8PathBuf {
+    let xtask_dir = Utf8Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_owned()
+}
+
+/// Cargo's target directory, honouring CARGO_TARGET_DIR and `build.target-dir`.
+fn target_dir(root: &Utf8Path) -> Result<Utf8PathBuf> {
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(root.join("Cargo.toml"))
+        .no_deps()
+        .exec()
+        .context("cannot ask cargo for the target directory (is `cargo` on PATH?)")?;
+    Ok(metadata.target_directory)
+}

@@ -1,0 +1,38 @@
+//! The containerized-kubelet release pipeline. `main.rs` only dispatches; each command lives in
+//! its own module with a `run(self, sh)` on its flags.
+
+pub mod compile;
+pub mod context;
+pub mod flags;
+pub mod fsutil;
+pub mod go;
+pub mod layout;
+pub mod lock;
+pub mod pack;
+pub mod plan;
+pub mod source;
+
+mod build;
+mod doctor;
+mod fetch;
+mod image;
+mod release;
+mod sizes;
+mod upstream;
+
+use anyhow::Result;
+use flags::{Command, Xtask};
+use xshell::Shell;
+
+pub fn run(xtask: Xtask) -> Result<()> {
+    let sh = Shell::new()?;
+    match xtask.command {
+        Command::Release(cmd) => cmd.run(&sh),
+        Command::Fetch(cmd) => cmd.run(&sh),
+        Command::Build(cmd) => cmd.run(&sh),
+        Command::Image(cmd) => cmd.run(&sh),
+        Command::Sizes(cmd) => cmd.run(&sh),
+        Command::Upstream(cmd) => cmd.run(&sh),
+        Command::Doctor(cmd) => cmd.run(&sh),
+    }
+}
