@@ -54,9 +54,10 @@ pub fn go_env(layout: &Layout, toolchain: &Toolchain, network: Network) -> Vec<(
         ("GOENV".to_owned(), "off".to_owned()),
         ("GOTELEMETRY".to_owned(), "off".to_owned()),
     ];
+    // GOSUMDB stays on: the go command refuses to switch toolchains without it, and with
+    // GOPROXY=off and a complete go.sum it has nothing to look up.
     if network == Network::Offline {
         env.push(("GOPROXY".to_owned(), "off".to_owned()));
-        env.push(("GOSUMDB".to_owned(), "off".to_owned()));
     } else if let Ok(proxy) = std::env::var("GOPROXY") {
         env.push(("GOPROXY".to_owned(), proxy));
     }

@@ -10,6 +10,8 @@ use kubelet_upstream::{Arch, Component, KubeVersion, MANIFEST_FILE};
 const CACHE_DIR_NAME: &str = "kubelet-build";
 /// Overrides the cache location (tests give each case its own).
 pub const CACHE_DIR_ENV: &str = "XTASK_CACHE_DIR";
+/// Overrides the manifest, to try a candidate pin set without editing the committed one.
+pub const MANIFEST_ENV: &str = "XTASK_MANIFEST";
 
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -41,7 +43,10 @@ impl Layout {
     }
 
     pub fn manifest(&self) -> Utf8PathBuf {
-        self.root.join(MANIFEST_FILE)
+        match std::env::var(MANIFEST_ENV) {
+            Ok(path) if !path.is_empty() => Utf8PathBuf::from(path),
+            _ => self.root.join(MANIFEST_FILE),
+        }
     }
 
     pub fn dockerfiles(&self) -> Utf8PathBuf {

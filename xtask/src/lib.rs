@@ -18,7 +18,7 @@ mod fetch;
 mod image;
 mod release;
 mod sizes;
-mod upstream;
+pub mod upstream;
 
 use anyhow::Result;
 use flags::{Command, Xtask};

@@ -107,9 +107,13 @@ pub fn checkout_pinned(url: &str, pin: &Pin, dir: &Utf8Path) -> Result<()> {
             pin.version, pin.component, pin.component
         )
     })?;
-    let reference = repo
-        .find_reference(&format!("refs/tags/{}", pin.version))
-        .with_context(|| format!("{url} has no tag {}", pin.version))?;
+    let Ok(reference) = repo.find_reference(&format!("refs/tags/{}", pin.version)) else {
+        bail!(
+            "{url} has no tag {}; check the pin, or pass --remote {}=URL for a mirror that has it",
+            pin.version,
+            pin.component
+        );
+    };
     let commit = reference
         .peel_to_commit()
         .with_context(|| format!("tag {} at {url} does not point to a commit", pin.version))?;

@@ -1,0 +1,97 @@
+//! The command line as a user meets it: one clear error line for bad input, plans that print.
+
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let cache = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command.args(args).env("XTASK_CACHE_DIR", cache.path());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn unknown_version_lists_the_pins() {
+    let output = xtask(&["release", "v1.99.0", "--dry-run"], &[]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert_eq!(text.lines().count(), 1, "one line: {text}");
+    assert!(text.contains("v1.99.0 is not pinned"), "{text}");
+    assert!(text.contains("v1.26.0"), "{text}");
+}
+
+#[test]
+fn malformed_version_says_what_is_expected() {
+    let output = xtask(&["fetch", "1.26"], &[]);
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.contains("malformed version `1.26`") && text.contains("v1.26.0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn broken_manifest_is_one_line_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("upstream.toml");
+    let text = kubelet_upstream::MANIFEST_TEXT.replacen(
+        "commit = \"b46a3f887ca979b1a5d14fd39cb1af43e7e5d12d\"",
+        "commit = \"b46a3f8\"",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let output = xtask(
+        &["release", "v1.26.0", "--dry-run"],
+        &[("XTASK_MANIFEST", path.to_str().unwrap())],
+    );
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("upstream.toml:"), "{message}");
+    assert!(message.contains("release v1.26.0: commit"), "{message}");
+    assert!(message.contains("40 lowercase hex digits"), "{message}");
+}
+
+#[test]
+fn dry_run_prints_every_step() {
+    let output = xtask(
+        &["release", "v1.26.0", "--dry-run", "--source", "goproxy"],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan = String::from_utf8(output.stdout).unwrap();
+    assert!(plan.contains("b46a3f887ca979b1a5d14fd39cb1af43e7e5d12d"));
+    assert!(plan.contains("go1.19.4"));
+    for platform in ["linux/amd64", "linux/arm64", "linux/arm/v7"] {
+        assert!(
+            plan.contains(&format!("kubelet {platform}: ")),
+            "{platform}"
+        );
+    }
+    assert!(plan.contains("GOARM=7"));
+    assert!(plan.contains("CGO_ENABLED=1"));
+    assert!(plan.contains("upx --best"));
+    assert!(plan.contains("kubeadm linux/arm64: upx"));
+    assert!(plan.contains("kubelet: not packed"));
+    assert!(plan.contains("kubelet:v1.26.0-kubeadm-cni-alpine3.20"));
+    assert!(plan.contains("kube-proxy:v1.26.0-alpine3.20"));
+    assert!(plan.contains("SUBSTITUTES pinned flannel-plugin"));
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let output = xtask(&["--help"], &[]);
+    let help = String::from_utf8(output.stdout).unwrap();
+    for command in [
+        "release", "fetch", "build", "image", "sizes", "upstream", "doctor",
+    ] {
+        assert!(help.contains(command), "{command} missing from --help");
+    }
+}
