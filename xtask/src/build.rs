@@ -7,6 +7,7 @@ use crate::compile;
 use crate::context::Context;
 use crate::fetch::fetcher;
 use crate::flags;
+use crate::plan;
 
 impl flags::Build {
     pub fn run(self, sh: &Shell) -> Result<()> {
@@ -17,25 +18,12 @@ impl flags::Build {
         if !self.dry_run {
             bail!("cross-compiling is not implemented yet (issue #3); `--dry-run` prints the compiler invocations");
         }
+        let arches = self.arches.selected();
         for release in releases {
-            for pin in release.pins() {
-                let tree = fetcher.planned(release, pin);
-                for binary in kubelet_upstream::rules::binaries(release)
-                    .iter()
-                    .filter(|b| b.component == pin.component)
-                {
-                    for arch in self.arches.selected() {
-                        let step = compile::compile_step(
-                            &cx.layout,
-                            release,
-                            &tree,
-                            binary,
-                            arch,
-                            &compilers[&arch],
-                        );
-                        println!("{} {}: {}", binary.name, arch.platform(), step.display());
-                    }
-                }
+            let lines =
+                plan::compile_lines(&cx.layout, release, fetcher.as_ref(), &arches, &compilers);
+            for line in lines {
+                println!("{line}");
             }
         }
         Ok(())

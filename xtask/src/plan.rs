@@ -1,5 +1,6 @@
 //! The release plan: every step `release` takes, in order, as text a maintainer can review.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use anyhow::Result;
@@ -19,7 +20,7 @@ pub struct PlanInput<'a> {
     pub source: SourceKind,
     pub fetcher: &'a dyn Fetcher,
     pub arches: &'a [Arch],
-    pub compilers: &'a std::collections::BTreeMap<Arch, CCompiler>,
+    pub compilers: &'a BTreeMap<Arch, CCompiler>,
     pub pack_daemons: bool,
     pub image: &'a ImageArgs,
 }
@@ -66,36 +67,50 @@ fn render_fetch(out: &mut String, input: &PlanInput<'_>) -> Result<()> {
 }
 
 fn render_compile(out: &mut String, input: &PlanInput<'_>) -> Result<()> {
-    let binaries = rules::binaries(input.release);
     writeln!(
         out,
         "\n[2/4] compile {} binaries x {} architectures, each once, shared by every image",
-        binaries.len(),
+        rules::binaries(input.release).len(),
         input.arches.len()
     )?;
-    for pin in input.release.pins() {
-        let tree = input.fetcher.planned(input.release, pin);
+    for line in compile_lines(
+        input.layout,
+        input.release,
+        input.fetcher,
+        input.arches,
+        input.compilers,
+    ) {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(())
+}
+
+/// One line per compiler invocation: binary, platform, and the command with its environment.
+pub fn compile_lines(
+    layout: &Layout,
+    release: &Release,
+    fetcher: &dyn Fetcher,
+    arches: &[Arch],
+    compilers: &BTreeMap<Arch, CCompiler>,
+) -> Vec<String> {
+    let binaries = rules::binaries(release);
+    let mut lines = Vec::new();
+    for pin in release.pins() {
+        let tree = fetcher.planned(release, pin);
         for binary in binaries.iter().filter(|b| b.component == pin.component) {
-            for &arch in input.arches {
-                let step = compile::compile_step(
-                    input.layout,
-                    input.release,
-                    &tree,
-                    binary,
-                    arch,
-                    &input.compilers[&arch],
-                );
-                writeln!(
-                    out,
-                    "  {} {}: {}",
+            for &arch in arches {
+                let step =
+                    compile::compile_step(layout, release, &tree, binary, arch, &compilers[&arch]);
+                lines.push(format!(
+                    "{} {}: {}",
                     binary.name,
                     arch.platform(),
                     step.display()
-                )?;
+                ));
             }
         }
     }
-    Ok(())
+    lines
 }
 
 fn render_pack(out: &mut String, input: &PlanInput<'_>) -> Result<()> {

@@ -141,9 +141,10 @@ fn fetch_tag(repo: &Repository, url: &str, tag: &str) -> Result<()> {
         Err(err) if err.message().contains("shallow") => {
             // Local and dumb transports cannot serve shallow fetches; a full fetch still
             // brings only what the tag reaches.
-            fetch_once(repo, url, &refspec, None)?;
+            fetch_once(repo, url, &refspec, None)
+                .map_err(|err| anyhow::anyhow!("{}", err.message()))?;
         }
-        other => other?,
+        other => other.map_err(|err| anyhow::anyhow!("{}", err.message()))?,
     }
     Ok(())
 }

@@ -18,6 +18,8 @@ use crate::layout::Layout;
 
 /// The module path of the generated Kubernetes build module.
 const BUILD_MODULE_PREFIX: &str = "containerized-kubelet.local/kubernetes";
+/// Bump when what a cache entry holds changes, so older entries are fetched again.
+const ENTRY_FORMAT: u32 = 2;
 
 pub struct GoproxyFetcher<'a> {
     pub layout: &'a Layout,
@@ -51,7 +53,8 @@ impl Fetcher for GoproxyFetcher<'_> {
     fn fetch(&self, release: &Release, pin: &Pin) -> Result<SourceTree> {
         let dest = self.destination(release, pin);
         let tree = self.tree_for(&dest, pin);
-        if dest.join(COMPLETE_MARKER).exists() {
+        let marker = format!("{} format {ENTRY_FORMAT}", pin.commit);
+        if std::fs::read_to_string(dest.join(COMPLETE_MARKER)).is_ok_and(|m| m == marker) {
             return Ok(tree);
         }
         let toolchain = Toolchain::for_release(release);
@@ -68,7 +71,7 @@ impl Fetcher for GoproxyFetcher<'_> {
         }
         let packages = packages_of(release, pin.component, &self.tree_for(&staging_path, pin));
         self.complete_go_sum(&toolchain, &staging_path, &packages)?;
-        fsutil::write_atomic(&staging_path.join(COMPLETE_MARKER), pin.commit.as_bytes())?;
+        fsutil::write_atomic(&staging_path.join(COMPLETE_MARKER), marker.as_bytes())?;
         fsutil::commit_dir(staging, &dest)?;
         Ok(tree)
     }
@@ -244,7 +247,7 @@ fn first_line(text: &str) -> &str {
 struct GoMod {
     #[serde(default)]
     go: Option<String>,
-    #[serde(default)]
+    #[serde(default, rename = "GoDebug")]
     godebug: Option<Vec<KeyValue>>,
     #[serde(default)]
     require: Option<Vec<Requirement>>,
@@ -373,7 +376,7 @@ mod tests {
         let upstream: GoMod = serde_json::from_str(
             r#"{
                 "Go": "1.19",
-                "Godebug": [{"Key": "default", "Value": "go1.19"}],
+                "GoDebug": [{"Key": "default", "Value": "go1.19"}],
                 "Require": [
                     {"Path": "k8s.io/api", "Version": "v0.0.0"},
                     {"Path": "github.com/spf13/cobra", "Version": "v1.6.0"}
