@@ -32,6 +32,11 @@ pub enum Command {
     Upstream(Upstream),
     /// Show which tools are present, at which version, and how to get what is missing.
     Doctor(Doctor),
+    /// Benchmark: compile one component for arm64 cross and under qemu; print both times.
+    Bench(Bench),
+    /// The per-target C compiler wrapper that cgo runs (internal).
+    #[command(hide = true)]
+    ZigCc(ZigCc),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -233,6 +238,31 @@ pub enum UpstreamAction {
 
 #[derive(Debug, Clone, Args)]
 pub struct Doctor {}
+
+#[derive(Debug, Clone, Args)]
+pub struct Bench {
+    /// The Kubernetes release whose sources are compiled.
+    #[arg(value_name = "VERSION")]
+    pub version: String,
+    /// The binary to compile (kube-proxy or kubelet are the real-world cases).
+    #[arg(long, default_value = "kube-proxy")]
+    pub binary: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ZigCc {
+    /// The zig binary.
+    #[arg(long)]
+    pub zig: camino::Utf8PathBuf,
+    /// The musl target, e.g. aarch64-linux-musl.
+    #[arg(long)]
+    pub target: String,
+    /// What the caller passed to its C compiler.
+    #[arg(last = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
 
 #[cfg(test)]
 mod tests {

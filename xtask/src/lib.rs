@@ -1,8 +1,13 @@
 //! The containerized-kubelet release pipeline. `main.rs` only dispatches; each command lives in
 //! its own module with a `run(self, sh)` on its flags.
 
+pub mod artifact;
+mod bench;
+pub mod build;
 pub mod compile;
 pub mod context;
+pub mod elf;
+pub mod fetch;
 pub mod flags;
 pub mod fsutil;
 pub mod go;
@@ -10,11 +15,12 @@ pub mod layout;
 pub mod lock;
 pub mod pack;
 pub mod plan;
+pub mod runner;
 pub mod source;
+pub mod upx;
+pub mod zig;
 
-mod build;
 mod doctor;
-mod fetch;
 mod image;
 mod release;
 mod sizes;
@@ -34,5 +40,7 @@ pub fn run(xtask: Xtask) -> Result<()> {
         Command::Sizes(cmd) => cmd.run(&sh),
         Command::Upstream(cmd) => cmd.run(&sh),
         Command::Doctor(cmd) => cmd.run(&sh),
+        Command::Bench(cmd) => cmd.run(&sh),
+        Command::ZigCc(cmd) => cmd.run(&sh),
     }
 }

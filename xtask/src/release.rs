@@ -3,12 +3,14 @@
 use anyhow::{bail, Result};
 use xshell::Shell;
 
+use crate::build::{build_release, BuildOptions};
 use crate::compile;
 use crate::context::Context;
 use crate::fetch::{fetch_release, fetcher};
 use crate::flags;
 use crate::lock::CacheLock;
 use crate::plan::{self, PlanInput};
+use kubelet_upstream::rules;
 
 impl flags::Release {
     pub fn run(self, sh: &Shell) -> Result<()> {
@@ -34,11 +36,26 @@ impl flags::Release {
             return Ok(());
         }
         let _lock = CacheLock::acquire(&cx.layout)?;
+        let options = BuildOptions {
+            arches: arches.clone(),
+            compilers: compilers.clone(),
+            strict: self.compiler.strict,
+            pack_daemons: self.compiler.pack_daemons,
+        };
         for release in &releases {
-            fetch_release(sh, &cx, release, &self.source)?;
+            let sources = fetch_release(sh, &cx, release, &self.source)?;
+            build_release(
+                sh,
+                &cx.layout,
+                release,
+                &sources,
+                &rules::binaries(release),
+                &options,
+            )?;
         }
         bail!(
-            "sources are fetched; cross-compiling, packing and images are not implemented yet (issues #3 and #4). `--dry-run` shows every step they will take"
+            "sources are fetched and binaries built under {}; building and pushing images is not implemented yet (issue #4). `--dry-run` shows every step it will take",
+            cx.layout.cache().join("out")
         )
     }
 }

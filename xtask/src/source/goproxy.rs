@@ -19,7 +19,7 @@ use crate::layout::Layout;
 /// The module path of the generated Kubernetes build module.
 const BUILD_MODULE_PREFIX: &str = "containerized-kubelet.local/kubernetes";
 /// Bump when what a cache entry holds changes, so older entries are fetched again.
-const ENTRY_FORMAT: u32 = 2;
+const ENTRY_FORMAT: u32 = 3;
 
 pub struct GoproxyFetcher<'a> {
     pub layout: &'a Layout,
@@ -182,6 +182,16 @@ impl GoproxyFetcher<'_> {
             return Ok(());
         }
         let _cwd = self.sh.push_dir(dir);
+        // The whole module graph's go.mod files: builds read every dependency's go version
+        // from them, and with GOPROXY=off a missing one fails the build.
+        let mut graph_env = go::go_env(self.layout, toolchain, Network::Allowed);
+        graph_env.push(("GOFLAGS".into(), "-modcacherw -mod=mod".into()));
+        cmd!(self.sh, "go list -m all")
+            .envs(graph_env)
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("cannot load the module graph")?;
         for arch in Arch::ALL {
             let mut env = go::go_env(self.layout, toolchain, Network::Allowed);
             env.push(("GOFLAGS".into(), "-modcacherw -mod=mod".into()));
