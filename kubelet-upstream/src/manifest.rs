@@ -63,6 +63,8 @@ pub struct Release {
     pub build_go: Option<(GoVersion, String)>,
     /// The Alpine release of the image base, such as `3.20.3`.
     pub alpine: String,
+    /// The digest of that Alpine's multi-arch index, so the base never changes under a tag.
+    pub alpine_digest: String,
     /// The Kubernetes commit's date, the source of SOURCE_DATE_EPOCH for every artifact.
     pub source_date_epoch: i64,
 }
@@ -212,6 +214,7 @@ struct RawRelease {
     build_go: Option<Spanned<String>>,
     build_go_reason: Option<Spanned<String>>,
     alpine: Spanned<String>,
+    alpine_digest: Spanned<String>,
     cri_tools: RawPin,
     cni_plugins: RawPin,
     flannel_plugin: RawPin,
@@ -359,6 +362,7 @@ impl Validator<'_> {
         })?;
         let build_go = self.build_go(raw.build_go, raw.build_go_reason, &scope("build-go"))?;
         let alpine = self.dotted_release(&raw.alpine, &scope("alpine"))?;
+        let alpine_digest = self.digest(&raw.alpine_digest, &scope("alpine-digest"))?;
         if raw
             .cri_tools
             .skew_reason
@@ -389,6 +393,7 @@ impl Validator<'_> {
             go,
             build_go,
             alpine,
+            alpine_digest,
             source_date_epoch: commit_date.unix_timestamp(),
         })
     }
@@ -488,6 +493,23 @@ impl Validator<'_> {
                 raw.get_ref()
             ),
         ))
+    }
+
+    fn digest(&self, raw: &Spanned<String>, field: &str) -> Result<String, ManifestError> {
+        let digest = raw.get_ref();
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(self.error(
+                raw,
+                field,
+                format!("expected sha256:<64 lowercase hex digits>, found `{digest}`"),
+            ));
+        }
+        Ok(digest.clone())
     }
 
     fn commit(&self, raw: &Spanned<String>, field: &str) -> Result<String, ManifestError> {

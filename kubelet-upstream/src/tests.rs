@@ -16,6 +16,7 @@ commit = "b46a3f887ca979b1a5d14fd39cb1af43e7e5d12d"
 commit-date = "2022-12-08T19:51:43Z"
 go = "1.19.4"
 alpine = "3.20.3"
+alpine-digest = "sha256:1e42bbe2508154c9126d48c2b8a75420c3544343bf86fd041fb7527e017a4b4a"
 
 [release.cri-tools]
 version = "v1.26.0"
@@ -88,11 +89,11 @@ fn parses_a_good_manifest() {
 fn rejects_a_short_commit_with_line_and_field() {
     let text = GOOD.replace("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "abc123");
     let error = parse(&text).unwrap_err();
-    assert_eq!(error.line, 19);
+    assert_eq!(error.line, 20);
     assert_eq!(error.field, "release v1.26.0: cri-tools.commit");
     assert!(error.message.contains("40 lowercase hex digits"), "{error}");
     assert!(
-        error.to_string().starts_with("upstream.toml:19: "),
+        error.to_string().starts_with("upstream.toml:20: "),
         "{error}"
     );
 }

@@ -254,7 +254,8 @@ fn verify(path: &Utf8Path, arch: Arch, binary: &Binary, expected: &str) -> Resul
     let output = runner::run(path, arch, &args, &env)?;
     if !output.success || !output.text.contains(expected) {
         bail!(
-            "{path} built but does not run correctly for {arch}: expected `{expected}` in its output, got: {}",
+            "{path} built but does not run correctly for {arch} ({}): expected `{expected}` in its output, got: {}",
+            output.status,
             tail(&output.text, 5)
         );
     }
@@ -347,7 +348,7 @@ fn try_pack(
     if !works {
         std::fs::remove_file(&candidate).ok();
         let detail = match ran {
-            Ok(output) => tail(&output.text, 2),
+            Ok(output) => format!("{}; {}", output.status, tail(&output.text, 2).trim()),
             Err(error) => format!("{error:#}"),
         };
         bail!(

@@ -11,16 +11,76 @@ const LITTLE_ENDIAN: u8 = 1;
 /// A program header that names a dynamic loader: the binary is dynamically linked.
 const PT_INTERP: u32 = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+const PT_LOAD: u32 = 1;
+const PT_DYNAMIC: u32 = 2;
+const DT_NULL: u64 = 0;
+const DT_NEEDED: u64 = 1;
+const DT_STRTAB: u64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfInfo {
     pub machine: u16,
     pub is_64_bit: bool,
     pub has_interpreter: bool,
+    /// The program interpreter (dynamic loader) path, for dynamically linked programs.
+    pub interpreter: Option<String>,
+    /// The shared libraries it needs (DT_NEEDED), in order.
+    pub needed: Vec<String>,
 }
 
 pub fn read(path: &Utf8Path) -> Result<ElfInfo> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
     parse(&bytes).with_context(|| format!("{path} is not a valid ELF executable"))
+}
+
+/// Little-endian reads that fail instead of panicking on truncated input.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn bytes(&self, at: usize, len: usize) -> Result<&[u8]> {
+        self.0
+            .get(at..at.checked_add(len).context("offset overflow")?)
+            .context("truncated ELF")
+    }
+    fn u16(&self, at: usize) -> Result<u16> {
+        Ok(u16::from_le_bytes(
+            self.bytes(at, 2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&self, at: usize) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.bytes(at, 4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&self, at: usize) -> Result<u64> {
+        Ok(u64::from_le_bytes(
+            self.bytes(at, 8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    /// A word of the file's class: 8 bytes in ELF64, 4 in ELF32.
+    fn word(&self, at: usize, is_64_bit: bool) -> Result<u64> {
+        if is_64_bit {
+            self.u64(at)
+        } else {
+            self.u32(at).map(u64::from)
+        }
+    }
+    fn c_string(&self, at: usize) -> Result<String> {
+        let rest = self.0.get(at..).context("string offset out of range")?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .context("unterminated string")?;
+        Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
+    }
+}
+
+/// One program header: type, file offset, virtual address and size in the file.
+struct Segment {
+    kind: u32,
+    offset: u64,
+    vaddr: u64,
+    filesz: u64,
 }
 
 pub fn parse(bytes: &[u8]) -> Result<ElfInfo> {
@@ -35,43 +95,92 @@ pub fn parse(bytes: &[u8]) -> Result<ElfInfo> {
         CLASS_32 => false,
         other => bail!("unknown ELF class {other}"),
     };
-    let u16_at = |at: usize| -> Result<u16> {
-        let b = bytes.get(at..at + 2).context("truncated header")?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    };
-    let u32_at = |at: usize| -> Result<u32> {
-        let b = bytes.get(at..at + 4).context("truncated header")?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let u64_at = |at: usize| -> Result<u64> {
-        let b = bytes.get(at..at + 8).context("truncated header")?;
-        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    };
-    let machine = u16_at(18)?;
+    let r = Reader(bytes);
+    let machine = r.u16(18)?;
     let (phoff, phentsize, phnum) = if is_64_bit {
         (
-            u64_at(32)? as usize,
-            u16_at(54)? as usize,
-            u16_at(56)? as usize,
+            r.u64(32)? as usize,
+            r.u16(54)? as usize,
+            r.u16(56)? as usize,
         )
     } else {
         (
-            u32_at(28)? as usize,
-            u16_at(42)? as usize,
-            u16_at(44)? as usize,
+            r.u32(28)? as usize,
+            r.u16(42)? as usize,
+            r.u16(44)? as usize,
         )
     };
-    let mut has_interpreter = false;
+    let mut segments = Vec::with_capacity(phnum);
     for index in 0..phnum {
-        if u32_at(phoff + index * phentsize)? == PT_INTERP {
-            has_interpreter = true;
-        }
+        let at = phoff + index * phentsize;
+        let segment = if is_64_bit {
+            Segment {
+                kind: r.u32(at)?,
+                offset: r.u64(at + 8)?,
+                vaddr: r.u64(at + 16)?,
+                filesz: r.u64(at + 32)?,
+            }
+        } else {
+            Segment {
+                kind: r.u32(at)?,
+                offset: r.u32(at + 4)?.into(),
+                vaddr: r.u32(at + 8)?.into(),
+                filesz: r.u32(at + 16)?.into(),
+            }
+        };
+        segments.push(segment);
     }
+    let interpreter = match segments.iter().find(|s| s.kind == PT_INTERP) {
+        Some(s) => Some(r.c_string(s.offset as usize)?),
+        None => None,
+    };
+    let needed = match segments.iter().find(|s| s.kind == PT_DYNAMIC) {
+        Some(dynamic) => needed_libraries(&r, &segments, dynamic, is_64_bit)?,
+        None => Vec::new(),
+    };
     Ok(ElfInfo {
         machine,
         is_64_bit,
-        has_interpreter,
+        has_interpreter: interpreter.is_some(),
+        interpreter,
+        needed,
     })
+}
+
+fn needed_libraries(
+    r: &Reader<'_>,
+    segments: &[Segment],
+    dynamic: &Segment,
+    is_64_bit: bool,
+) -> Result<Vec<String>> {
+    let entry_size = if is_64_bit { 16 } else { 8 };
+    let word = entry_size / 2;
+    let mut strtab_vaddr = None;
+    let mut needed_offsets = Vec::new();
+    for index in 0..(dynamic.filesz as usize / entry_size) {
+        let at = dynamic.offset as usize + index * entry_size;
+        let tag = r.word(at, is_64_bit)?;
+        let value = r.word(at + word, is_64_bit)?;
+        match tag {
+            DT_NULL => break,
+            DT_NEEDED => needed_offsets.push(value),
+            DT_STRTAB => strtab_vaddr = Some(value),
+            _ => {}
+        }
+    }
+    if needed_offsets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let strtab_vaddr = strtab_vaddr.context("DT_NEEDED without DT_STRTAB")?;
+    let load = segments
+        .iter()
+        .find(|s| s.kind == PT_LOAD && s.vaddr <= strtab_vaddr && strtab_vaddr < s.vaddr + s.filesz)
+        .context("DT_STRTAB outside every loaded segment")?;
+    let strtab = (strtab_vaddr - load.vaddr + load.offset) as usize;
+    needed_offsets
+        .iter()
+        .map(|&offset| r.c_string(strtab + offset as usize))
+        .collect()
 }
 
 /// Fails unless the binary is a static executable for `arch`.
@@ -100,6 +209,13 @@ mod tests {
         let info = parse(&std::fs::read(exe).unwrap()).unwrap();
         assert_eq!(Some(info.machine), Arch::host().map(Arch::elf_machine));
         assert!(info.is_64_bit);
+        // Rust test binaries link the host's C library dynamically.
+        assert!(info.interpreter.is_some());
+        assert!(
+            info.needed.iter().any(|lib| lib.starts_with("libc.so")),
+            "{:?}",
+            info.needed
+        );
     }
 
     #[test]
@@ -120,9 +236,12 @@ mod tests {
         bytes[42..44].copy_from_slice(&32u16.to_le_bytes());
         bytes[44..46].copy_from_slice(&1u16.to_le_bytes());
         bytes[52..56].copy_from_slice(&PT_INTERP.to_le_bytes());
+        bytes.extend_from_slice(b"/lib/ld-musl-armhf.so.1\0");
+        bytes[56..60].copy_from_slice(&84u32.to_le_bytes());
         let info = parse(&bytes).unwrap();
         assert_eq!(info.machine, Arch::Armv7.elf_machine());
         assert!(info.has_interpreter);
+        assert_eq!(info.interpreter.as_deref(), Some("/lib/ld-musl-armhf.so.1"));
         bytes[52..56].copy_from_slice(&1u32.to_le_bytes());
         assert!(!parse(&bytes).unwrap().has_interpreter);
     }

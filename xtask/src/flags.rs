@@ -32,6 +32,8 @@ pub enum Command {
     Upstream(Upstream),
     /// Show which tools are present, at which version, and how to get what is missing.
     Doctor(Doctor),
+    /// Build an Alpine base image from Alpine's minimal root filesystems (offline hosts, tests).
+    Base(Base),
     /// Benchmark: compile one component for arm64 cross and under qemu; print both times.
     Bench(Bench),
     /// The per-target C compiler wrapper that cgo runs (internal).
@@ -148,9 +150,13 @@ pub struct ImageArgs {
     /// kubelet-kubeadm-cni, kube-proxy).
     #[arg(long = "image", value_name = "NAME", value_delimiter = ',')]
     pub images: Vec<String>,
-    /// The base image reference; defaults to alpine:<pinned version>.
+    /// The base image reference; defaults to alpine:<pinned version>@<pinned digest>.
     #[arg(long, value_name = "REF", env = "XTASK_BASE_IMAGE")]
     pub base_image: Option<String>,
+    /// Do not install Alpine packages (for hosts that cannot reach Alpine's mirrors); the
+    /// images then carry only the base's own commands.
+    #[arg(long)]
+    pub skip_packages: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -238,6 +244,19 @@ pub enum UpstreamAction {
 
 #[derive(Debug, Clone, Args)]
 pub struct Doctor {}
+
+#[derive(Debug, Clone, Args)]
+pub struct Base {
+    /// The directory with alpine-minirootfs-<version>-<arch>.tar.gz and SHA512SUMS.
+    #[arg(long, value_name = "DIR")]
+    pub minirootfs: Utf8PathBuf,
+    /// The Alpine release of the tarballs.
+    #[arg(long, default_value = "3.20.3")]
+    pub alpine: String,
+    /// Push to this registry prefix instead of the local OCI layout.
+    #[arg(long, value_name = "PREFIX")]
+    pub registry: Option<String>,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct Bench {

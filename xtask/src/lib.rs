@@ -21,7 +21,7 @@ pub mod upx;
 pub mod zig;
 
 mod doctor;
-mod image;
+pub mod image;
 mod release;
 mod sizes;
 pub mod upstream;
@@ -41,6 +41,7 @@ pub fn run(xtask: Xtask) -> Result<()> {
         Command::Upstream(cmd) => cmd.run(&sh),
         Command::Doctor(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
+        Command::Base(cmd) => cmd.run(&sh),
         Command::ZigCc(cmd) => cmd.run(&sh),
     }
 }

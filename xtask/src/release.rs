@@ -1,6 +1,6 @@
 //! `cargo xtask release`: the whole pipeline, or with `--dry-run` its plan.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use xshell::Shell;
 
 use crate::build::{build_release, BuildOptions};
@@ -8,6 +8,7 @@ use crate::compile;
 use crate::context::Context;
 use crate::fetch::{fetch_release, fetcher};
 use crate::flags;
+use crate::image::{build_images, ImageOptions};
 use crate::lock::CacheLock;
 use crate::plan::{self, PlanInput};
 use kubelet_upstream::rules;
@@ -42,20 +43,15 @@ impl flags::Release {
             strict: self.compiler.strict,
             pack_daemons: self.compiler.pack_daemons,
         };
+        let image_options = ImageOptions::from_flags(&self.image, arches.clone())?;
         for release in &releases {
             let sources = fetch_release(sh, &cx, release, &self.source)?;
-            build_release(
-                sh,
-                &cx.layout,
-                release,
-                &sources,
-                &rules::binaries(release),
-                &options,
-            )?;
+            let binaries = rules::binaries(release);
+            build_release(sh, &cx.layout, release, &sources, &binaries, &options)?;
+            for published in build_images(sh, &cx.layout, release, &image_options)? {
+                println!("{} {}", published.reference, published.digest);
+            }
         }
-        bail!(
-            "sources are fetched and binaries built under {}; building and pushing images is not implemented yet (issue #4). `--dry-run` shows every step it will take",
-            cx.layout.cache().join("out")
-        )
+        Ok(())
     }
 }

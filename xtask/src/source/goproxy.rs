@@ -11,7 +11,7 @@ use kubelet_upstream::{rules, Arch, Component, KubeVersion, Pin, Release};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
 
-use super::{mod_flag_for, Fetcher, SourceTree, COMPLETE_MARKER};
+use super::{Fetcher, SourceTree, COMPLETE_MARKER};
 use crate::fsutil;
 use crate::go::{self, Network, Toolchain};
 use crate::layout::Layout;
@@ -19,7 +19,7 @@ use crate::layout::Layout;
 /// The module path of the generated Kubernetes build module.
 const BUILD_MODULE_PREFIX: &str = "containerized-kubelet.local/kubernetes";
 /// Bump when what a cache entry holds changes, so older entries are fetched again.
-const ENTRY_FORMAT: u32 = 3;
+const ENTRY_FORMAT: u32 = 6;
 
 pub struct GoproxyFetcher<'a> {
     pub layout: &'a Layout,
@@ -67,10 +67,14 @@ impl Fetcher for GoproxyFetcher<'_> {
             Component::Kubernetes => {
                 write_build_module(self.sh, release, &download, &staging_path)?
             }
-            _ => fsutil::copy_tree(&download.dir, &staging_path)?,
+            _ => {
+                fsutil::copy_tree(&download.dir, &staging_path)?;
+                self.pin_staging_replaces(release, &staging_path)?;
+            }
         }
         let packages = packages_of(release, pin.component, &self.tree_for(&staging_path, pin));
-        self.complete_go_sum(&toolchain, &staging_path, &packages)?;
+        let full_graph = pin.component == Component::Kubernetes;
+        self.complete_go_sum(&toolchain, &staging_path, &packages, full_graph)?;
         fsutil::write_atomic(&staging_path.join(COMPLETE_MARKER), marker.as_bytes())?;
         fsutil::commit_dir(staging, &dest)?;
         Ok(tree)
@@ -127,7 +131,9 @@ impl GoproxyFetcher<'_> {
             commit: pin.commit.clone(),
             dir: dir.to_owned(),
             package_prefix,
-            mod_flag: mod_flag_for(dir),
+            // Module zips drop parts of vendor/ (nested modules), so proxy trees always
+            // build from the module cache, which `fetch` fills completely.
+            mod_flag: "-mod=readonly".to_owned(),
             substitute: pin.goproxy.as_ref().map(|sub| {
                 format!(
                     "{module}@{version} stands in for {} {}: {}",
@@ -172,26 +178,33 @@ impl GoproxyFetcher<'_> {
 
     /// Loads every package the build needs once per platform, with network, so go.sum is
     /// complete and builds run with GOPROXY=off.
+    ///
+    /// With `full_graph`, also every go.mod of the module graph: the generated Kubernetes
+    /// module lists all of upstream's requirements, and builds read their go versions. Other
+    /// components' graphs name staging modules at v0.0.0 that only their vendor/ resolved.
     fn complete_go_sum(
         &self,
         toolchain: &Toolchain,
         dir: &Utf8Path,
         packages: &[String],
+        full_graph: bool,
     ) -> Result<()> {
-        if packages.is_empty() || mod_flag_for(dir) == "-mod=vendor" {
+        if packages.is_empty() {
             return Ok(());
         }
         let _cwd = self.sh.push_dir(dir);
         // The whole module graph's go.mod files: builds read every dependency's go version
         // from them, and with GOPROXY=off a missing one fails the build.
-        let mut graph_env = go::go_env(self.layout, toolchain, Network::Allowed);
-        graph_env.push(("GOFLAGS".into(), "-modcacherw -mod=mod".into()));
-        cmd!(self.sh, "go list -m all")
-            .envs(graph_env)
-            .quiet()
-            .ignore_stdout()
-            .run()
-            .context("cannot load the module graph")?;
+        if full_graph {
+            let mut graph_env = go::go_env(self.layout, toolchain, Network::Allowed);
+            graph_env.push(("GOFLAGS".into(), "-modcacherw -mod=mod".into()));
+            cmd!(self.sh, "go list -m all")
+                .envs(graph_env)
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .context("cannot load the module graph")?;
+        }
         for arch in Arch::ALL {
             let mut env = go::go_env(self.layout, toolchain, Network::Allowed);
             env.push(("GOFLAGS".into(), "-modcacherw -mod=mod".into()));
@@ -212,6 +225,75 @@ impl GoproxyFetcher<'_> {
         }
         Ok(())
     }
+}
+
+impl GoproxyFetcher<'_> {
+    /// Older cri-tools replace the Kubernetes staging modules with pseudo-versions of
+    /// `k8s.io/kubernetes/staging/src/...`, which only their vendor/ resolved (module zips drop
+    /// vendor/). Points every staging module at its published `v0.MINOR.PATCH` instead.
+    fn pin_staging_replaces(&self, release: &Release, dir: &Utf8Path) -> Result<()> {
+        let go_mod = read_go_mod(self.sh, &dir.join("go.mod"))?;
+        let uses_staging_paths = go_mod
+            .replace
+            .iter()
+            .flatten()
+            .any(|r| r.new.path.starts_with(STAGING_PATH_PREFIX));
+        if !uses_staging_paths {
+            return Ok(());
+        }
+        let kubernetes = read_go_mod(self.sh, &self.kubernetes_go_mod(release)?)?;
+        let version = staging_version(release.version);
+        let edits: Vec<String> = staging_modules(&kubernetes)
+            .into_iter()
+            .map(|module| format!("-replace={module}={module}@{version}"))
+            .collect();
+        let _cwd = self.sh.push_dir(dir);
+        cmd!(self.sh, "go mod edit {edits...}")
+            .env("GOTOOLCHAIN", "local")
+            .quiet()
+            .run()
+            .context("cannot point the staging modules at their published versions")?;
+        Ok(())
+    }
+
+    /// Upstream's go.mod of the release, from the module cache (fetched just before).
+    fn kubernetes_go_mod(&self, release: &Release) -> Result<Utf8PathBuf> {
+        let path = self
+            .layout
+            .gomodcache()
+            .join("cache/download/k8s.io/kubernetes/@v")
+            .join(format!("{}.mod", release.version));
+        if !path.exists() {
+            bail!(
+                "{path} is missing; fetch Kubernetes {} first",
+                release.version
+            );
+        }
+        Ok(path)
+    }
+}
+
+/// Where old releases of tools that embed Kubernetes took the staging modules from.
+const STAGING_PATH_PREFIX: &str = "k8s.io/kubernetes/staging/src/";
+
+fn read_go_mod(sh: &Shell, path: &Utf8Path) -> Result<GoMod> {
+    let json = cmd!(sh, "go mod edit -json {path}")
+        .env("GOTOOLCHAIN", "local")
+        .quiet()
+        .read()
+        .with_context(|| format!("cannot read {path}"))?;
+    serde_json::from_str(&json).context("unexpected `go mod edit -json` output")
+}
+
+/// The staging modules: those upstream's go.mod replaces with local directories.
+fn staging_modules(upstream: &GoMod) -> Vec<&str> {
+    upstream
+        .replace
+        .iter()
+        .flatten()
+        .filter(|r| is_local_path(&r.new.path))
+        .map(|r| r.old.path.as_str())
+        .collect()
 }
 
 /// Checks what the go command reported against the pins.
@@ -300,14 +382,7 @@ fn write_build_module(
     download: &Downloaded,
     dir: &Utf8Path,
 ) -> Result<()> {
-    let upstream = download.dir.join("go.mod");
-    let json = cmd!(sh, "go mod edit -json {upstream}")
-        .env("GOTOOLCHAIN", "local")
-        .quiet()
-        .read()
-        .with_context(|| format!("cannot read {upstream}"))?;
-    let go_mod: GoMod =
-        serde_json::from_str(&json).context("unexpected `go mod edit -json` output")?;
+    let go_mod = read_go_mod(sh, &download.dir.join("go.mod"))?;
     let text = build_module_go_mod(release.version, &go_mod);
     fsutil::write_atomic(&dir.join("go.mod"), text.as_bytes())?;
     // Some go.sum lines of upstream's dependencies are reused verbatim; the rest are added
@@ -323,13 +398,7 @@ fn staging_version(version: KubeVersion) -> String {
 }
 
 fn build_module_go_mod(version: KubeVersion, upstream: &GoMod) -> String {
-    let staging: Vec<&str> = upstream
-        .replace
-        .iter()
-        .flatten()
-        .filter(|r| is_local_path(&r.new.path))
-        .map(|r| r.old.path.as_str())
-        .collect();
+    let staging = staging_modules(upstream);
     let mut text = format!(
         "// Generated by `cargo xtask fetch --source goproxy`: builds k8s.io/kubernetes {version}\n// outside its repository. Do not edit.\nmodule {BUILD_MODULE_PREFIX}-{version}\n\n"
     );
@@ -358,6 +427,16 @@ fn build_module_go_mod(version: KubeVersion, upstream: &GoMod) -> String {
         .flatten()
         .filter(|r| !is_local_path(&r.new.path))
         .collect();
+    // Published staging modules still require each other at v0.0.0 (upstream resolves that with
+    // its own local replaces, which dependencies' go.mod files cannot carry), so pin them all.
+    text.push_str("\nreplace (\n");
+    for module in &staging {
+        text.push_str(&format!(
+            "\t{module} => {module} {}\n",
+            staging_version(version)
+        ));
+    }
+    text.push_str(")\n");
     if !remote_replaces.is_empty() {
         text.push_str("\nreplace (\n");
         for r in remote_replaces {
@@ -407,5 +486,6 @@ mod tests {
         assert!(text.contains("\tgithub.com/spf13/cobra v1.6.0\n"));
         assert!(text.contains("\texample.com/x v1.0.0 => example.com/y v1.0.1\n"));
         assert!(!text.contains("staging/src"));
+        assert!(text.contains("\tk8s.io/api => k8s.io/api v0.26.0\n"));
     }
 }

@@ -1,0 +1,199 @@
+//! The buildah backend, for hosts without a Docker engine: builds each platform on its own (vfs
+//! storage under target/, chroot isolation), assembles a manifest list in platform order, and
+//! pushes it with all its images.
+
+use anyhow::{Context, Result};
+use camino::Utf8PathBuf;
+use kubelet_upstream::Arch;
+use xshell::{cmd, Shell};
+
+use super::{Builder, ImageJob, MountedRoot, Published, Publisher};
+use crate::layout::Layout;
+
+#[derive(Debug, Clone)]
+pub struct Buildah {
+    root: Utf8PathBuf,
+    runroot: Utf8PathBuf,
+}
+
+impl Buildah {
+    pub fn new(layout: &Layout) -> Buildah {
+        let base = layout.cache().join("buildah");
+        Buildah {
+            root: base.join("root"),
+            runroot: base.join("run"),
+        }
+    }
+
+    /// Storage options every buildah call shares: one store under target/, vfs so no
+    /// overlay support or privileges beyond root are needed.
+    fn global(&self) -> Vec<String> {
+        vec![
+            format!("--root={}", self.root),
+            format!("--runroot={}", self.runroot),
+            "--storage-driver=vfs".to_owned(),
+        ]
+    }
+
+    /// The local name of one platform's image and of the image's manifest list.
+    fn platform_name(job: &ImageJob, arch: Arch) -> String {
+        format!(
+            "localhost/ck/{}:{}-{}",
+            job.repository,
+            job.tag,
+            arch.name()
+        )
+    }
+
+    fn list_name(job: &ImageJob) -> String {
+        format!("localhost/ck/{}:{}", job.repository, job.tag)
+    }
+}
+
+impl Builder for Buildah {
+    fn name(&self) -> &'static str {
+        "buildah"
+    }
+
+    fn build(&self, sh: &Shell, job: &ImageJob) -> Result<()> {
+        let global = &self.global();
+        let list = Self::list_name(job);
+        // A list from an earlier run would keep its old entries: start from an empty one.
+        cmd!(sh, "buildah {global...} manifest rm {list}")
+            .quiet()
+            .ignore_status()
+            .ignore_stderr()
+            .ignore_stdout()
+            .run()?;
+        cmd!(sh, "buildah {global...} manifest create {list}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("cannot create a manifest list with buildah")?;
+        for &arch in &job.arches {
+            let name = Self::platform_name(job, arch);
+            let platform = arch.platform();
+            let timestamp = job.source_date_epoch.to_string();
+            let mut args: Vec<String> = Vec::new();
+            for (key, value) in &job.build_args {
+                args.push(format!("--build-arg={key}={value}"));
+                if key == "BASE_IMAGE" && is_loopback(value) {
+                    args.push("--tls-verify=false".to_owned());
+                }
+            }
+            for (key, value) in &job.labels {
+                args.push(format!("--label={key}={value}"));
+            }
+            let dockerfile = job.context.join("Dockerfile");
+            let context = &job.context;
+            eprintln!("    buildah: {} {platform}", job.reference());
+            cmd!(sh, "buildah {global...} build --quiet --isolation=chroot --platform={platform} --timestamp={timestamp} {args...} --file={dockerfile} --tag={name} {context}")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .with_context(|| format!("buildah could not build {} for {platform}", job.reference()))?;
+            cmd!(
+                sh,
+                "buildah {global...} manifest add {list} containers-storage:{name}"
+            )
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("cannot add {platform} to the manifest list"))?;
+        }
+        Ok(())
+    }
+
+    fn mount(&self, sh: &Shell, job: &ImageJob, arch: Arch) -> Result<MountedRoot> {
+        let global = &self.global();
+        let name = Self::platform_name(job, arch);
+        let container = cmd!(sh, "buildah {global...} from --pull-never {name}")
+            .quiet()
+            .read()
+            .with_context(|| format!("cannot open {name}"))?;
+        let path = cmd!(sh, "buildah {global...} mount {container}")
+            .quiet()
+            .read()
+            .with_context(|| format!("cannot mount {name}"))?;
+        let buildah = |verb: &str| -> Vec<String> {
+            let mut command = vec!["buildah".to_owned()];
+            command.extend(global.iter().cloned());
+            command.extend([verb.to_owned(), container.clone()]);
+            command
+        };
+        let cleanup = vec![buildah("umount"), buildah("rm")];
+        Ok(MountedRoot {
+            path: Utf8PathBuf::from(path.trim()),
+            cleanup,
+        })
+    }
+}
+
+/// Pushes the list and every image in it to a registry, or writes them to an OCI layout.
+pub struct BuildahPublisher {
+    pub store: Buildah,
+    pub target: Target,
+}
+
+pub enum Target {
+    Registry { prefix: String },
+    OciLayout { dir: Utf8PathBuf },
+}
+
+impl Publisher for BuildahPublisher {
+    fn destination(&self, job: &ImageJob) -> String {
+        match &self.target {
+            Target::Registry { prefix } => {
+                format!("docker://{prefix}/{}:{}", job.repository, job.tag)
+            }
+            Target::OciLayout { dir } => format!("oci:{dir}:{}", oci_ref_name(job)),
+        }
+    }
+
+    fn publish(&self, sh: &Shell, job: &ImageJob) -> Result<Published> {
+        let global = &self.store.global();
+        let list = Buildah::list_name(job);
+        let destination = self.destination(job);
+        let digest_file = tempfile::NamedTempFile::new()?;
+        let digest_path = digest_file
+            .path()
+            .to_str()
+            .context("non-UTF-8 temp path")?
+            .to_owned();
+        let mut options = vec!["--all".to_owned(), format!("--digestfile={digest_path}")];
+        match &self.target {
+            Target::Registry { prefix } if is_loopback(prefix) => {
+                options.push("--tls-verify=false".to_owned())
+            }
+            Target::Registry { .. } => {}
+            Target::OciLayout { dir } => std::fs::create_dir_all(dir)?,
+        }
+        // `--all` pushes every platform's image before the list, so a failed push never
+        // leaves an index that points at missing manifests.
+        cmd!(
+            sh,
+            "buildah {global...} manifest push {options...} {list} {destination}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("cannot push {} to {destination}", job.reference()))?;
+        let digest = std::fs::read_to_string(digest_file.path())?
+            .trim()
+            .to_owned();
+        Ok(Published {
+            reference: destination,
+            digest,
+        })
+    }
+}
+
+/// OCI layouts name an image by one reference; tags cannot hold a second colon.
+pub fn oci_ref_name(job: &ImageJob) -> String {
+    format!("{}_{}", job.repository, job.tag)
+}
+
+fn is_loopback(prefix: &str) -> bool {
+    let host = prefix.split('/').next().unwrap_or_default();
+    host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
+}

@@ -1,0 +1,290 @@
+//! `cargo xtask image`: stage the built binaries of each platform, build every image with a
+//! builder backend, check what is inside, and publish each as a multi-arch index.
+//!
+//! As in ko, building and publishing are two small interfaces with one backend per file.
+
+pub mod base;
+pub mod buildah;
+pub mod context;
+pub mod rootfs;
+
+use anyhow::{bail, Context, Result};
+use camino::Utf8PathBuf;
+use kubelet_upstream::rules::{self, Image};
+use kubelet_upstream::{Arch, Release};
+use xshell::Shell;
+
+use crate::compile;
+use crate::context::Context as Cx;
+use crate::flags::{self, BuilderKind, ImageArgs};
+use crate::layout::Layout;
+use crate::lock::CacheLock;
+use crate::runner;
+use buildah::{Buildah, BuildahPublisher, Target};
+use context::Packages;
+
+/// One image of one release, for every platform, as the backends see it.
+pub struct ImageJob {
+    pub repository: String,
+    pub tag: String,
+    pub arches: Vec<Arch>,
+    pub context: Utf8PathBuf,
+    pub build_args: Vec<(String, String)>,
+    pub labels: Vec<(String, String)>,
+    pub source_date_epoch: i64,
+}
+
+impl ImageJob {
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.repository, self.tag)
+    }
+}
+
+/// A root filesystem opened for checks; the cleanup commands run when it is dropped.
+pub struct MountedRoot {
+    pub path: Utf8PathBuf,
+    pub cleanup: Vec<Vec<String>>,
+}
+
+impl Drop for MountedRoot {
+    fn drop(&mut self) {
+        for command in &self.cleanup {
+            if let Some((program, args)) = command.split_first() {
+                let _ = duct::cmd(program, args)
+                    .stdout_null()
+                    .stderr_null()
+                    .unchecked()
+                    .run();
+            }
+        }
+    }
+}
+
+pub trait Builder {
+    fn name(&self) -> &'static str;
+    /// Builds every platform of the job, in its order, into one local index.
+    fn build(&self, sh: &Shell, job: &ImageJob) -> Result<()>;
+    /// Opens one platform's root filesystem.
+    fn mount(&self, sh: &Shell, job: &ImageJob, arch: Arch) -> Result<MountedRoot>;
+}
+
+/// Where a built index goes, and what it was pushed as.
+pub struct Published {
+    pub reference: String,
+    pub digest: String,
+}
+
+pub trait Publisher {
+    fn destination(&self, job: &ImageJob) -> String;
+    fn publish(&self, sh: &Shell, job: &ImageJob) -> Result<Published>;
+}
+
+/// The OCI annotations every image carries; `created` is the commit date, never the clock.
+pub fn labels(release: &Release) -> Vec<(String, String)> {
+    vec![
+        (
+            "org.opencontainers.image.created".into(),
+            compile::build_date(release),
+        ),
+        (
+            "org.opencontainers.image.revision".into(),
+            release.kubernetes.commit.clone(),
+        ),
+        (
+            "org.opencontainers.image.source".into(),
+            "https://github.com/kubernetes/kubernetes".into(),
+        ),
+        (
+            "org.opencontainers.image.version".into(),
+            release.version.to_string(),
+        ),
+    ]
+}
+
+/// The pinned base: Alpine by digest, unless the user names another (an offline mirror, say).
+pub fn base_image(release: &Release, args: &ImageArgs) -> String {
+    match &args.base_image {
+        Some(base) => base.clone(),
+        None => format!(
+            "docker.io/library/alpine:{}@{}",
+            release.alpine, release.alpine_digest
+        ),
+    }
+}
+
+pub struct ImageOptions {
+    pub arches: Vec<Arch>,
+    pub images: Vec<Image>,
+    pub packages: Packages,
+    pub args: ImageArgs,
+}
+
+impl flags::Image {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let cx = Cx::load()?;
+        let releases = cx.releases(&self.versions)?;
+        let options = ImageOptions::from_flags(&self.image, self.arches.selected())?;
+        let _lock = CacheLock::acquire(&cx.layout)?;
+        for release in releases {
+            for published in build_images(sh, &cx.layout, release, &options)? {
+                println!("{} {}", published.reference, published.digest);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ImageOptions {
+    pub fn from_flags(args: &ImageArgs, arches: Vec<Arch>) -> Result<ImageOptions> {
+        let images = if args.images.is_empty() {
+            Image::ALL.to_vec()
+        } else {
+            args.images
+                .iter()
+                .map(|name| {
+                    Image::from_name(name).with_context(|| {
+                        let known: Vec<&str> = Image::ALL.iter().map(|i| i.name()).collect();
+                        format!(
+                            "unknown image `{name}`; expected one of {}",
+                            known.join(", ")
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let packages = if args.skip_packages {
+            Packages::Skip
+        } else {
+            Packages::Install
+        };
+        Ok(ImageOptions {
+            arches,
+            images,
+            packages,
+            args: args.clone(),
+        })
+    }
+}
+
+/// Builds, checks and publishes the images of one release from its built binaries.
+pub fn build_images(
+    sh: &Shell,
+    layout: &Layout,
+    release: &Release,
+    options: &ImageOptions,
+) -> Result<Vec<Published>> {
+    let builder_kind = choose_builder(options.args.builder)?;
+    if builder_kind == BuilderKind::Buildx {
+        bail!("the buildx backend is not implemented yet; pass --builder buildah");
+    }
+    let store = Buildah::new(layout);
+    let publisher = BuildahPublisher {
+        store: store.clone(),
+        target: match &options.args.registry {
+            Some(prefix) => Target::Registry {
+                prefix: prefix.trim_end_matches('/').to_owned(),
+            },
+            None => Target::OciLayout {
+                dir: layout.oci_layout(),
+            },
+        },
+    };
+    let base = base_image(release, &options.args);
+    eprintln!("==> images of {} from {base}", release.version);
+    let mut published = Vec::new();
+    for &image in &options.images {
+        let context = context::prepare(layout, release, image, &options.arches, options.packages)?;
+        let job = ImageJob {
+            repository: image.repository().to_owned(),
+            tag: image.tag(release),
+            arches: options.arches.clone(),
+            context,
+            build_args: vec![("BASE_IMAGE".into(), base.clone())],
+            labels: labels(release),
+            source_date_epoch: release.source_date_epoch,
+        };
+        store.build(sh, &job)?;
+        for &arch in &job.arches {
+            check_platform(sh, &store, &job, image, release, arch, options.packages)?;
+        }
+        let result = publisher.publish(sh, &job)?;
+        eprintln!("    published {} {}", result.reference, result.digest);
+        published.push(result);
+    }
+    Ok(published)
+}
+
+/// buildx where a Docker engine answers, else buildah.
+fn choose_builder(requested: Option<BuilderKind>) -> Result<BuilderKind> {
+    if let Some(kind) = requested {
+        return Ok(kind);
+    }
+    let engine = which::which("docker").is_ok()
+        && duct::cmd!("docker", "buildx", "inspect", "--bootstrap")
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run()
+            .is_ok_and(|o| o.status.success());
+    if engine {
+        return Ok(BuilderKind::Buildx);
+    }
+    if which::which("buildah").is_err() {
+        bail!(
+            "no image builder: install buildah (`apt-get install buildah`) or Docker with buildx"
+        );
+    }
+    Ok(BuilderKind::Buildah)
+}
+
+/// Every host command resolves inside the image, and the main program runs from it.
+fn check_platform(
+    sh: &Shell,
+    builder: &dyn Builder,
+    job: &ImageJob,
+    image: Image,
+    release: &Release,
+    arch: Arch,
+    packages: Packages,
+) -> Result<()> {
+    let root = builder.mount(sh, job, arch)?;
+    let commands: Vec<&str> = rules::host_commands(image, release.version)
+        .iter()
+        .map(|c| c.command)
+        .collect();
+    let unresolved = rootfs::unresolved_commands(&root.path, arch, &commands);
+    if !unresolved.is_empty() {
+        let list: Vec<String> = unresolved
+            .iter()
+            .map(|u| format!("{} ({})", u.command, u.why))
+            .collect();
+        match packages {
+            Packages::Install => bail!(
+                "{} for {arch}: host commands do not resolve: {}",
+                job.reference(),
+                list.join("; ")
+            ),
+            Packages::Skip => eprintln!(
+                "    note: {} {arch} without packages lacks: {}",
+                job.reference(),
+                list.join(", ")
+            ),
+        }
+    }
+    let program = if image == Image::KubeProxy {
+        "kube-proxy"
+    } else {
+        "kubelet"
+    };
+    let binary = root.path.join("usr/local/bin").join(program);
+    let output = runner::run(&binary, arch, &["--version"], &[])?;
+    let expected = format!("Kubernetes {}", release.version);
+    if !output.success || !output.text.contains(&expected) {
+        bail!(
+            "{program} in {} for {arch} does not print `{expected}`: {}",
+            job.reference(),
+            output.text.trim()
+        );
+    }
+    Ok(())
+}
