@@ -230,6 +230,9 @@ pub struct Sizes {
 pub struct Upstream {
     #[command(subcommand)]
     pub action: Option<UpstreamAction>,
+    /// Replace a component's Git remote, e.g. a mirror or a local path (repeatable).
+    #[arg(long = "remote", value_name = "NAME=URL", global = true)]
+    pub remotes: Vec<RemoteOverride>,
 }
 
 #[derive(Debug, Clone, Subcommand)]

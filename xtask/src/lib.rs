@@ -23,7 +23,7 @@ pub mod zig;
 mod doctor;
 pub mod image;
 mod release;
-mod sizes;
+pub mod sizes;
 pub mod upstream;
 
 use anyhow::Result;

@@ -190,7 +190,11 @@ impl Publisher for BuildahPublisher {
 
 /// OCI layouts name an image by one reference; tags cannot hold a second colon.
 pub fn oci_ref_name(job: &ImageJob) -> String {
-    format!("{}_{}", job.repository, job.tag)
+    oci_ref_name_for(&job.repository, &job.tag)
+}
+
+pub fn oci_ref_name_for(repository: &str, tag: &str) -> String {
+    format!("{repository}_{tag}")
 }
 
 fn is_loopback(prefix: &str) -> bool {
