@@ -7,9 +7,11 @@ FROM ${BASE_IMAGE}
 ARG TARGETARCH
 ARG TARGETVARIANT
 
-# @APK_ADD@
-
+# The wrapper comes first: the package step links iptables and ip6tables to it, so the
+# backend (legacy or nft) is chosen on first use, on the node, to match the host's.
 COPY rootfs-${TARGETARCH}${TARGETVARIANT}/ /
+
+# @APK_ADD@
 
 ENTRYPOINT @ENTRYPOINT@
 CMD @CMD@

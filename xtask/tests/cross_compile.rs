@@ -117,7 +117,7 @@ fn cgo_program_cross_compiles_for_every_arch_and_runs() {
         return;
     }
     // Zig's per-target caches take minutes to fill; keep them between runs under target/.
-    let cache = Utf8PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-cross-compile");
+    let cache = Utf8PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
     std::env::set_var(xtask::zig::SELF_ENV, env!("CARGO_BIN_EXE_xtask"));
     let upstream_dir = tempfile::tempdir().unwrap();
     let upstream = Utf8Path::from_path(upstream_dir.path())

@@ -154,7 +154,7 @@ fn release_builds_and_pushes_every_image_as_a_multi_arch_index() {
     let manifest = work.path().join("upstream.toml");
     std::fs::write(&manifest, fixtures::manifest(&repos, &host_go())).unwrap();
     // Toolchains and compiler caches persist between runs; outputs and sources do not.
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-release");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
     for stale in ["sources", "out", "images", "buildah", "oci"] {
         std::fs::remove_dir_all(cache.join(stale)).ok();
     }

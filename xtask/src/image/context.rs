@@ -15,6 +15,7 @@ use crate::layout::Layout;
 /// Where the programs go inside the image.
 const BIN_DIR: &str = "usr/local/bin";
 const INSTALL_CNI: &str = "install-cni";
+const IPTABLES_WRAPPER: &str = "iptables-wrapper";
 
 /// Whether the image build installs the Alpine packages the host commands come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,12 @@ pub fn render_dockerfile(
     let apk_add = match packages {
         Packages::Install => {
             let list = rules::alpine_packages(image, release.version).join(" ");
-            format!("RUN apk add --no-cache {list}")
+            match image {
+                Image::KubeProxy => format!(
+                    "RUN apk add --no-cache {list} && /usr/sbin/{IPTABLES_WRAPPER} --install"
+                ),
+                _ => format!("RUN apk add --no-cache {list}"),
+            }
         }
         Packages::Skip => {
             "# Alpine packages skipped (--skip-packages): only the base's own commands.".to_owned()
@@ -170,5 +176,15 @@ mod tests {
         assert!(!text.contains('@'), "every placeholder is filled");
         let skipped = render_dockerfile(template, release, Image::KubeletCni, Packages::Skip);
         assert!(!skipped.contains("RUN "));
+        let proxy = include_str!("../../../dockerfiles/kube-proxy.Dockerfile");
+        let text = render_dockerfile(proxy, release, Image::KubeProxy, Packages::Install);
+        assert!(
+            text.contains("iptables-legacy") && text.contains("iptables-wrapper --install"),
+            "{text}"
+        );
+        assert!(
+            text.find("COPY").unwrap() < text.find("RUN apk").unwrap(),
+            "the wrapper is in place before it is linked"
+        );
     }
 }
