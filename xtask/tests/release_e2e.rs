@@ -18,21 +18,6 @@ fn minirootfs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/alpine-minirootfs-3.20.3")
 }
 
-fn host_go() -> String {
-    let out = Command::new("go")
-        .args(["env", "GOVERSION"])
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let version = text.trim().trim_start_matches("go").to_owned();
-    if version.matches('.').count() == 1 {
-        format!("{version}.0")
-    } else {
-        version
-    }
-}
-
 struct Env {
     cache: PathBuf,
     manifest: PathBuf,
@@ -152,7 +137,7 @@ fn release_builds_and_pushes_every_image_as_a_multi_arch_index() {
     let work = tempfile::tempdir().unwrap();
     let repos = fixtures::create(&work.path().join("upstream"));
     let manifest = work.path().join("upstream.toml");
-    std::fs::write(&manifest, fixtures::manifest(&repos, &host_go())).unwrap();
+    std::fs::write(&manifest, fixtures::manifest(&repos, &support::host_go())).unwrap();
     // Toolchains and compiler caches persist between runs; outputs and sources do not.
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
     for stale in ["sources", "out", "images", "buildah", "oci"] {

@@ -29,6 +29,23 @@ pub fn tools_present(test: &str, tools: &[&str]) -> bool {
     false
 }
 
+/// The host's Go release as the manifest spells it (`1.26.8`): tests build with it, so they
+/// exercise the pipeline rather than a toolchain download.
+pub fn host_go() -> String {
+    let out = Command::new("go")
+        .args(["env", "GOVERSION"])
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let version = text.trim().trim_start_matches("go").to_owned();
+    if version.matches('.').count() == 1 {
+        format!("{version}.0")
+    } else {
+        version
+    }
+}
+
 /// Commits every file under `dir` into the repository there, with a fixed author and date.
 pub fn commit_all(repo: &Repository, message: &str, time: i64) -> Oid {
     let mut index = repo.index().unwrap();
