@@ -54,6 +54,7 @@ impl flags::Bench {
         );
         let bench_dir = cx.layout.cache().join("bench");
         let expected = build::expected_output(release, &binary);
+        warm_c_compiler(sh, &cx.layout, &bench_dir)?;
 
         eprintln!(
             "==> cross-compiling {} for {} from an empty GOCACHE",
@@ -93,6 +94,20 @@ impl flags::Bench {
         );
         Ok(())
     }
+}
+
+/// zig builds musl for a target on first use; that one-time cost is not part of compiling.
+fn warm_c_compiler(sh: &Shell, layout: &Layout, dir: &Utf8PathBuf) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let source = dir.join("warm.c");
+    std::fs::write(&source, "int main(void) { return 0; }\n")?;
+    let wrapper = layout.zig_cc_wrapper(BENCH_ARCH);
+    let output = dir.join("warm");
+    cmd!(sh, "{wrapper} -static {source} -o {output}")
+        .quiet()
+        .run()
+        .context("the zig wrapper cannot link a C program")?;
+    Ok(())
 }
 
 struct Timed {
