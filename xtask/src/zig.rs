@@ -27,13 +27,34 @@ pub const ZIG_ENV: &str = "XTASK_ZIG";
 /// The xtask executable the wrappers run; tests point it at the built `xtask` binary.
 pub const SELF_ENV: &str = "XTASK_SELF";
 
+/// What the wrapper reports when Go asks whether its ARM external linker is gold.
+pub const GOLD_PROBE_ANSWER: &str = "GNU gold (zig ld.lld, standing in for gold) 1.16";
+
+/// What the wrapper does with one call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZigCcCall {
+    /// Run zig with these arguments.
+    Run(Vec<String>),
+    /// Print [`GOLD_PROBE_ANSWER`] and succeed, without running zig.
+    AnswerGoldProbe,
+}
+
 /// Decides what `zig cc` receives for one target. Pure, so every quirk has a unit test.
 ///
 /// - A `-target` from the caller is dropped: the wrapper's target is the only one, so a flag
 ///   passed through CGO_CFLAGS or a parent build can never retarget a compile.
 /// - `-Wl,--compress-debug-sections=…` is dropped: the binaries are stripped, and some zig
 ///   releases reject the flag as an unsupported linker argument.
-pub fn zig_cc_args(target: &str, args: &[String]) -> Vec<String> {
+/// - `-fuse-ld=…` is dropped: zig always links with its own lld.
+/// - Go refuses to link arm and arm64 programs that can load plugins (kubeadm does) unless the
+///   external linker is gold, because GNU ld's COPY relocations break them (Go issue 15696).
+///   lld has no such bug, so the probe `-fuse-ld=gold -Wl,--version` is answered as gold.
+pub fn zig_cc_call(target: &str, args: &[String]) -> ZigCcCall {
+    let probes_gold =
+        args.iter().any(|a| a == "-fuse-ld=gold") && args.iter().any(|a| a == "-Wl,--version");
+    if probes_gold {
+        return ZigCcCall::AnswerGoldProbe;
+    }
     let mut out = vec!["cc".to_owned(), "-target".to_owned(), target.to_owned()];
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -43,18 +64,26 @@ pub fn zig_cc_args(target: &str, args: &[String]) -> Vec<String> {
             }
             a if a.starts_with("--target=") || a.starts_with("-target=") => {}
             a if a.starts_with("-Wl,--compress-debug-sections") => {}
+            a if a.starts_with("-fuse-ld=") => {}
             _ => out.push(arg.clone()),
         }
     }
-    out
+    ZigCcCall::Run(out)
 }
 
 impl ZigCc {
     /// Runs as the wrapper: replaces this process with zig.
     pub fn run(self, _sh: &Shell) -> Result<()> {
-        let args = zig_cc_args(&self.target, &self.args);
-        let error = std::process::Command::new(&self.zig).args(&args).exec();
-        bail!("cannot run {}: {error}", self.zig)
+        match zig_cc_call(&self.target, &self.args) {
+            ZigCcCall::AnswerGoldProbe => {
+                println!("{GOLD_PROBE_ANSWER}");
+                Ok(())
+            }
+            ZigCcCall::Run(args) => {
+                let error = std::process::Command::new(&self.zig).args(&args).exec();
+                bail!("cannot run {}: {error}", self.zig)
+            }
+        }
     }
 }
 
@@ -138,6 +167,38 @@ mod tests {
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn zig_cc_args(target: &str, list: &[String]) -> Vec<String> {
+        match zig_cc_call(target, list) {
+            ZigCcCall::Run(args) => args,
+            other => panic!("expected a zig run, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn answers_gos_gold_probe_and_drops_fuse_ld() {
+        let probe = args(&["-fPIC", "-fuse-ld=gold", "-Wl,--version"]);
+        assert_eq!(
+            zig_cc_call("aarch64-linux-musl", &probe),
+            ZigCcCall::AnswerGoldProbe
+        );
+        assert!(
+            GOLD_PROBE_ANSWER.contains("GNU gold"),
+            "Go looks for this string"
+        );
+        let link = args(&["-fuse-ld=gold", "-o", "kubeadm", "go.o"]);
+        assert_eq!(
+            zig_cc_args("aarch64-linux-musl", &link),
+            args(&[
+                "cc",
+                "-target",
+                "aarch64-linux-musl",
+                "-o",
+                "kubeadm",
+                "go.o"
+            ])
+        );
     }
 
     #[test]
