@@ -203,7 +203,10 @@ fn arm64_toolchain(sh: &Shell, layout: &Layout, toolchain: &Toolchain) -> Result
     let download: Download =
         serde_json::from_str(&json).with_context(|| format!("cannot download {module}"))?;
     if let Some(error) = download.error {
-        bail!("cannot download {module}: {error}");
+        bail!(
+            "cannot download {module}, the arm64 Go the emulated side needs: {}; bench a release whose Go the proxy serves for linux-arm64",
+            error.lines().last().unwrap_or(&error).trim()
+        );
     }
     let dir = download
         .dir
