@@ -44,7 +44,9 @@ impl flags::Bench {
             .context("this host is arm64: there is nothing to emulate")?;
         let tree = sources.tree(binary.component)?;
         let compilers = compile::c_compilers(&cx.layout, &[])?;
+        let go = go::release_go(sh, &cx.layout, release)?;
         let step = compile::compile_step(
+            &go,
             &cx.layout,
             release,
             tree,
@@ -143,10 +145,11 @@ fn timed_build(
     let _cwd = sh.push_dir(&step.dir);
     let started = Instant::now();
     let result = match emulated {
-        None => cmd!(sh, "go {args...}").envs(env).quiet().run(),
+        None => {
+            let go = &step.go;
+            cmd!(sh, "{go} {args...}").envs(env).quiet().run()
+        }
         Some((qemu, go_arm64)) => {
-            env.retain(|(key, _)| key != "GOTOOLCHAIN");
-            env.push(("GOTOOLCHAIN".into(), "local".into()));
             args.insert(1, format!("-toolexec={qemu}"));
             cmd!(sh, "{qemu} {go_arm64} {args...}")
                 .envs(env)

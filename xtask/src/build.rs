@@ -16,7 +16,7 @@ use crate::context::Context as Cx;
 use crate::fetch::{fetch_release, fetcher};
 use crate::flags;
 use crate::fsutil;
-use crate::go::Toolchain;
+use crate::go::{self, Toolchain};
 use crate::layout::Layout;
 use crate::lock::CacheLock;
 use crate::pack;
@@ -40,9 +40,16 @@ impl flags::Build {
         if self.dry_run {
             let fetcher = fetcher(sh, &cx, &self.source);
             for release in releases {
-                for line in
-                    plan::compile_lines(&cx.layout, release, fetcher.as_ref(), &arches, &compilers)
-                {
+                let go = go::release_go(sh, &cx.layout, release)?;
+                let lines = plan::compile_lines(
+                    &go,
+                    &cx.layout,
+                    release,
+                    fetcher.as_ref(),
+                    &arches,
+                    &compilers,
+                );
+                for line in lines {
                     println!("{line}");
                 }
             }
@@ -101,6 +108,7 @@ pub fn build_release(
         runner::emulator(arch)?;
     }
     let toolchain = Toolchain::for_release(release);
+    let go = go::release_go(sh, layout, release)?;
     let progress = ProgressBar::new((binaries.len() * options.arches.len()) as u64).with_style(
         ProgressStyle::with_template("    [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .expect("valid template"),
@@ -112,6 +120,7 @@ pub fn build_release(
             progress.set_message(format!("{} {}", binary.name, arch.platform()));
             let tree = sources.tree(binary.component)?;
             let step = compile::compile_step(
+                &go,
                 layout,
                 release,
                 tree,
@@ -223,7 +232,8 @@ fn compile_cached(
         })
         .collect();
     let _cwd = sh.push_dir(&step.dir);
-    let output = cmd!(sh, "go {args...}")
+    let go = &step.go;
+    let output = cmd!(sh, "{go} {args...}")
         .envs(step.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .quiet()
         .ignore_status()

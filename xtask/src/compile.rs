@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use kubelet_upstream::rules::{self, Binary};
 use kubelet_upstream::{Arch, Release};
 use time::format_description::well_known::Rfc3339;
@@ -73,6 +73,8 @@ pub fn c_compilers(layout: &Layout, cli: &[String]) -> Result<BTreeMap<Arch, CCo
 /// One `go build`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileStep {
+    /// The toolchain's go binary (see `go::go_command`).
+    pub go: Utf8PathBuf,
     pub binary: Binary,
     pub arch: Arch,
     pub dir: Utf8PathBuf,
@@ -91,9 +93,10 @@ impl CompileStep {
             .collect();
         let args: Vec<String> = self.args.iter().map(|a| quote(a)).collect();
         format!(
-            "(cd {} && env {} go {})",
+            "(cd {} && env {} {} {})",
             self.dir,
             env.join(" "),
+            self.go,
             args.join(" ")
         )
     }
@@ -132,6 +135,7 @@ pub fn unpacked_path(
 }
 
 pub fn compile_step(
+    go: &Utf8Path,
     layout: &Layout,
     release: &Release,
     tree: &SourceTree,
@@ -177,6 +181,7 @@ pub fn compile_step(
     args.push(output.to_string());
     args.push(tree.package(&binary.package));
     CompileStep {
+        go: go.to_owned(),
         binary: binary.clone(),
         arch,
         dir: tree.dir.clone(),
@@ -220,13 +225,19 @@ mod tests {
         let (layout, release) = fixture();
         let kubelet = rules::binaries(&release).remove(0);
         let cc = CCompiler::Configured("arm-linux-musleabihf-gcc".into());
-        let step = compile_step(&layout, &release, &tree(), &kubelet, Arch::Armv7, &cc);
+        let go = Utf8PathBuf::from("/cache/toolchain/bin/go");
+        let step = compile_step(&go, &layout, &release, &tree(), &kubelet, Arch::Armv7, &cc);
         let env: BTreeMap<_, _> = step.env.iter().cloned().collect();
         assert_eq!(env["GOARCH"], "arm");
         assert_eq!(env["GOARM"], "7");
         assert_eq!(env["CGO_ENABLED"], "1");
         assert_eq!(env["CC"], "arm-linux-musleabihf-gcc");
-        assert_eq!(env["GOTOOLCHAIN"], "go1.19.4");
+        assert_eq!(
+            env["GOTOOLCHAIN"], "local",
+            "the toolchain's own go runs, no switching"
+        );
+        let shown = step.display();
+        assert!(shown.contains(" /cache/toolchain/bin/go build "), "{shown}");
         assert_eq!(env["GOPROXY"], "off");
         assert_eq!(env["GOFLAGS"], "-modcacherw -mod=vendor");
         assert!(step.args.contains(&"-trimpath".to_string()));

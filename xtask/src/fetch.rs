@@ -46,9 +46,9 @@ pub fn fetch_release(
     source: &SourceArgs,
 ) -> Result<SourceSet> {
     eprintln!("==> fetch {} ({})", release.version, source.source.name());
-    go::host_go(sh)?;
+    let host = go::host_go(sh)?;
     let toolchain = Toolchain::for_release(release);
-    go::provision(sh, &cx.layout, &toolchain)?;
+    go::provision(sh, &cx.layout, &toolchain, host)?;
     let fetcher = fetcher(sh, cx, source);
     let mut trees = Vec::new();
     for pin in release.pins() {

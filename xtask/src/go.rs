@@ -2,6 +2,7 @@
 //! command runs in, so caches stay under `target/` and builds never reach the network.
 
 use anyhow::{bail, Context, Result};
+use camino::Utf8PathBuf;
 use kubelet_upstream::{GoVersion, Release};
 use xshell::{cmd, Shell};
 
@@ -44,9 +45,17 @@ pub enum Network {
 
 /// The environment of every go command the xtask runs. Host settings such as a user's
 /// go.env, GOFLAGS or a workspace file would make builds differ between machines.
+///
+/// Fetching runs the host go, which switches to the release's toolchain (and downloads it);
+/// building runs that toolchain's own go directly (see [`go_command`]), so an offline build
+/// never asks the checksum database about the toolchain.
 pub fn go_env(layout: &Layout, toolchain: &Toolchain, network: Network) -> Vec<(String, String)> {
+    let switch = match network {
+        Network::Allowed => toolchain.version.toolchain_name(),
+        Network::Offline => "local".to_owned(),
+    };
     let mut env = vec![
-        ("GOTOOLCHAIN".to_owned(), toolchain.version.toolchain_name()),
+        ("GOTOOLCHAIN".to_owned(), switch),
         ("GOMODCACHE".to_owned(), layout.gomodcache().to_string()),
         ("GOCACHE".to_owned(), layout.gocache().to_string()),
         ("GOFLAGS".to_owned(), "-modcacherw".to_owned()),
@@ -54,8 +63,6 @@ pub fn go_env(layout: &Layout, toolchain: &Toolchain, network: Network) -> Vec<(
         ("GOENV".to_owned(), "off".to_owned()),
         ("GOTELEMETRY".to_owned(), "off".to_owned()),
     ];
-    // GOSUMDB stays on: the go command refuses to switch toolchains without it, and with
-    // GOPROXY=off and a complete go.sum it has nothing to look up.
     if network == Network::Offline {
         env.push(("GOPROXY".to_owned(), "off".to_owned()));
     } else if let Ok(proxy) = std::env::var("GOPROXY") {
@@ -93,11 +100,41 @@ pub fn host_go(sh: &Shell) -> Result<GoVersion> {
     Ok(version)
 }
 
+/// The go binary of the release's toolchain: the host's when it is that release, else the
+/// golang.org/toolchain module the host go downloaded into the cache.
+pub fn go_command(layout: &Layout, toolchain: &Toolchain, host: GoVersion) -> Utf8PathBuf {
+    if host == toolchain.version {
+        return Utf8PathBuf::from("go");
+    }
+    let host_arch = kubelet_upstream::Arch::host().map_or("amd64", |arch| arch.goarch());
+    layout
+        .gomodcache()
+        .join(format!(
+            "golang.org/toolchain@v0.0.1-{}.linux-{host_arch}",
+            toolchain.version.toolchain_name()
+        ))
+        .join("bin/go")
+}
+
+/// The go binary that builds `release` on this host.
+pub fn release_go(sh: &Shell, layout: &Layout, release: &Release) -> Result<Utf8PathBuf> {
+    Ok(go_command(
+        layout,
+        &Toolchain::for_release(release),
+        host_go(sh)?,
+    ))
+}
+
 /// Downloads the toolchain into the module cache unless it is there already.
-pub fn provision(sh: &Shell, layout: &Layout, toolchain: &Toolchain) -> Result<()> {
-    let offline = go_env(layout, toolchain, Network::Offline);
-    let cached = cmd!(sh, "go version")
-        .envs(offline)
+pub fn provision(
+    sh: &Shell,
+    layout: &Layout,
+    toolchain: &Toolchain,
+    host: GoVersion,
+) -> Result<()> {
+    let go = go_command(layout, toolchain, host);
+    let cached = cmd!(sh, "{go} version")
+        .env("GOTOOLCHAIN", "local")
         .quiet()
         .ignore_stderr()
         .read();
@@ -106,6 +143,7 @@ pub fn provision(sh: &Shell, layout: &Layout, toolchain: &Toolchain) -> Result<(
     }
     let name = toolchain.version.toolchain_name();
     eprintln!("    downloading Go toolchain {name}");
+    // The host go's own toolchain switch downloads, verifies and unpacks it executable.
     cmd!(sh, "go version")
         .envs(go_env(layout, toolchain, Network::Allowed))
         .quiet()
@@ -113,5 +151,10 @@ pub fn provision(sh: &Shell, layout: &Layout, toolchain: &Toolchain) -> Result<(
         .with_context(|| {
             format!("cannot download Go toolchain {name} through the module proxy (GOPROXY); check that the proxy serves golang.org/toolchain, or pin build-go in the manifest")
         })?;
+    cmd!(sh, "{go} version")
+        .env("GOTOOLCHAIN", "local")
+        .quiet()
+        .read()
+        .with_context(|| format!("Go toolchain {name} was downloaded but {go} does not run"))?;
     Ok(())
 }

@@ -15,6 +15,8 @@ use crate::pack;
 use crate::source::Fetcher;
 
 pub struct PlanInput<'a> {
+    /// The toolchain's go binary, as `go::go_command` names it.
+    pub go: &'a camino::Utf8Path,
     pub layout: &'a Layout,
     pub release: &'a Release,
     pub source: SourceKind,
@@ -74,6 +76,7 @@ fn render_compile(out: &mut String, input: &PlanInput<'_>) -> Result<()> {
         input.arches.len()
     )?;
     for line in compile_lines(
+        input.go,
         input.layout,
         input.release,
         input.fetcher,
@@ -87,6 +90,7 @@ fn render_compile(out: &mut String, input: &PlanInput<'_>) -> Result<()> {
 
 /// One line per compiler invocation: binary, platform, and the command with its environment.
 pub fn compile_lines(
+    go: &camino::Utf8Path,
     layout: &Layout,
     release: &Release,
     fetcher: &dyn Fetcher,
@@ -99,8 +103,15 @@ pub fn compile_lines(
         let tree = fetcher.planned(release, pin);
         for binary in binaries.iter().filter(|b| b.component == pin.component) {
             for &arch in arches {
-                let step =
-                    compile::compile_step(layout, release, &tree, binary, arch, &compilers[&arch]);
+                let step = compile::compile_step(
+                    go,
+                    layout,
+                    release,
+                    &tree,
+                    binary,
+                    arch,
+                    &compilers[&arch],
+                );
                 lines.push(format!(
                     "{} {}: {}",
                     binary.name,

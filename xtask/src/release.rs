@@ -8,6 +8,7 @@ use crate::compile;
 use crate::context::Context;
 use crate::fetch::{fetch_release, fetcher};
 use crate::flags;
+use crate::go;
 use crate::image::{build_images, ImageOptions};
 use crate::lock::CacheLock;
 use crate::plan::{self, PlanInput};
@@ -22,7 +23,9 @@ impl flags::Release {
         if self.dry_run {
             let fetcher = fetcher(sh, &cx, &self.source);
             for release in releases {
+                let go = go::release_go(sh, &cx.layout, release)?;
                 let input = PlanInput {
+                    go: &go,
                     layout: &cx.layout,
                     release,
                     source: self.source.source,
