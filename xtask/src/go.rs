@@ -27,7 +27,7 @@ impl Toolchain {
                 release.version, release.go
             ),
             None if version < GoVersion::FIRST_WITH_TOOLCHAIN_SWITCH => format!(
-                "upstream built {} with it; it predates GOTOOLCHAIN, so the host go (go{MIN_HOST_GO} or newer) fetches it from the module proxy as golang.org/toolchain and runs it",
+                "upstream built {} with it; it predates GOTOOLCHAIN, so the host go (go{MIN_HOST_GO} or newer) downloads it from the module proxy as golang.org/toolchain, and builds run its own go binary",
                 release.version
             ),
             None => format!("upstream built {} with it", release.version),
