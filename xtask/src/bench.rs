@@ -131,17 +131,7 @@ fn timed_build(
     let mut env = step.env.clone();
     env.retain(|(key, _)| key != "GOCACHE");
     env.push(("GOCACHE".into(), dir.join("gocache").to_string()));
-    let mut args: Vec<String> = step
-        .args
-        .iter()
-        .map(|arg| {
-            if *arg == step.output.as_str() {
-                output.to_string()
-            } else {
-                arg.clone()
-            }
-        })
-        .collect();
+    let mut args = step.args_with_output(&output);
     let _cwd = sh.push_dir(&step.dir);
     let started = Instant::now();
     let result = match emulated {

@@ -220,17 +220,7 @@ fn compile_cached(
         step.binary.name,
         step.arch.platform()
     );
-    let args: Vec<String> = step
-        .args
-        .iter()
-        .map(|arg| {
-            if *arg == step.output.as_str() {
-                partial.to_string()
-            } else {
-                arg.clone()
-            }
-        })
-        .collect();
+    let args = step.args_with_output(&partial);
     let _cwd = sh.push_dir(&step.dir);
     let go = &step.go;
     let output = cmd!(sh, "{go} {args...}")

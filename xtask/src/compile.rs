@@ -84,6 +84,20 @@ pub struct CompileStep {
 }
 
 impl CompileStep {
+    /// The go arguments with the output redirected, for writing beside the final path first.
+    pub fn args_with_output(&self, output: &Utf8Path) -> Vec<String> {
+        self.args
+            .iter()
+            .map(|arg| {
+                if *arg == self.output.as_str() {
+                    output.to_string()
+                } else {
+                    arg.clone()
+                }
+            })
+            .collect()
+    }
+
     /// The step as one shell-like line, for the plan and for error messages.
     pub fn display(&self) -> String {
         let env: Vec<String> = self

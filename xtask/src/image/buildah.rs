@@ -7,7 +7,7 @@ use camino::Utf8PathBuf;
 use kubelet_upstream::Arch;
 use xshell::{cmd, Shell};
 
-use super::{Builder, ImageJob, MountedRoot, Published, Publisher};
+use super::{is_loopback, Builder, ImageJob, MountedRoot, Published, Publisher};
 use crate::layout::Layout;
 
 #[derive(Debug, Clone)]
@@ -195,9 +195,4 @@ pub fn oci_ref_name(job: &ImageJob) -> String {
 
 pub fn oci_ref_name_for(repository: &str, tag: &str) -> String {
     format!("{repository}_{tag}")
-}
-
-fn is_loopback(prefix: &str) -> bool {
-    let host = prefix.split('/').next().unwrap_or_default();
-    host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
 }

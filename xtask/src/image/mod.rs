@@ -79,6 +79,12 @@ pub trait Publisher {
     fn publish(&self, sh: &Shell, job: &ImageJob) -> Result<Published>;
 }
 
+/// Registries on this machine speak plain HTTP: TLS verification is off for them alone.
+pub fn is_loopback(reference: &str) -> bool {
+    let host = reference.split('/').next().unwrap_or_default();
+    host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
+}
+
 /// The OCI annotations every image carries; `created` is the commit date, never the clock.
 pub fn labels(release: &Release) -> Vec<(String, String)> {
     vec![
