@@ -15,6 +15,7 @@ pub mod layout;
 pub mod lock;
 pub mod pack;
 pub mod plan;
+pub mod retry;
 pub mod runner;
 pub mod source;
 pub mod upx;

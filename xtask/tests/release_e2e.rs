@@ -376,3 +376,44 @@ fn check_packing(env: &Env, rootfs: &Path, arch: &str, files: &[&str]) {
         }
     }
 }
+
+#[test]
+fn a_refusing_registry_is_retried_then_named_in_one_error() {
+    if !support::tools_present("refusing_registry", &["buildah"])
+        || !minirootfs_dir().join("SHA512SUMS").exists()
+    {
+        assert!(
+            std::env::var_os("CI").is_none() || minirootfs_dir().exists(),
+            "CI needs ../shared/fixtures"
+        );
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: every push attempt is refused.
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "base",
+            "--minirootfs",
+            minirootfs_dir().to_str().unwrap(),
+            "--registry",
+            "127.0.0.1:1/ck",
+        ])
+        .env("XTASK_CACHE_DIR", cache.path())
+        .env("XTASK_RETRY_BASE_MS", "10")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert!(
+        error[0].contains("127.0.0.1:1/ck") && error[0].contains("alpine:3.20.3"),
+        "{stderr}"
+    );
+    assert!(error[0].contains("after 5 attempts"), "{stderr}");
+    assert_eq!(
+        stderr.matches("retrying alpine:3.20.3").count(),
+        4,
+        "{stderr}"
+    );
+}

@@ -170,14 +170,48 @@ impl Publisher for BuildahPublisher {
         }
         // `--all` pushes every platform's image before the list, so a failed push never
         // leaves an index that points at missing manifests.
-        cmd!(
-            sh,
-            "buildah {global...} manifest push {options...} {list} {destination}"
-        )
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .with_context(|| format!("cannot push {} to {destination}", job.reference()))?;
+        let registry = match &self.target {
+            Target::Registry { prefix } => prefix.clone(),
+            Target::OciLayout { dir } => dir.to_string(),
+        };
+        let options = &options;
+        let tls = format!("--tls-verify={}", !is_loopback(&registry));
+        crate::retry::push_with_retry(&registry, &job.reference(), || {
+            let output = cmd!(
+                sh,
+                "buildah {global...} manifest push {options...} {list} {destination}"
+            )
+            .quiet()
+            .ignore_status()
+            .output()
+            .map_err(|err| err.to_string())?;
+            if !output.status.success() {
+                return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+            }
+            // buildah 1.28 can exit 0 when the registry refused the connection: trust the push
+            // only once it wrote a digest and the registry serves the index.
+            let digest = std::fs::read_to_string(&digest_path).unwrap_or_default();
+            if digest.trim().is_empty() {
+                return Err(match &self.target {
+                    Target::Registry { .. } => {
+                        let check = cmd!(sh, "skopeo inspect --raw {tls} {destination}")
+                            .quiet()
+                            .ignore_status()
+                            .output();
+                        match check {
+                            Ok(out) if !out.status.success() => {
+                                String::from_utf8_lossy(&out.stderr).into_owned()
+                            }
+                            _ => "buildah reported success but wrote no digest".to_owned(),
+                        }
+                    }
+                    Target::OciLayout { .. } => {
+                        "buildah reported success but wrote no digest".to_owned()
+                    }
+                });
+            }
+            Ok(())
+        })?;
         let digest = std::fs::read_to_string(digest_file.path())?
             .trim()
             .to_owned();
