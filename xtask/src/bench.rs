@@ -204,5 +204,12 @@ fn arm64_toolchain(sh: &Shell, layout: &Layout, toolchain: &Toolchain) -> Result
     let dir = download
         .dir
         .with_context(|| format!("{module} has no directory"))?;
+    // `go mod download` unpacks module files without their executable bits.
+    for tools in [dir.join("bin"), dir.join("pkg/tool/linux_arm64")] {
+        for entry in std::fs::read_dir(&tools).with_context(|| format!("cannot list {tools}"))? {
+            let path = entry?.path();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        }
+    }
     Ok(dir.join("bin/go"))
 }
