@@ -131,7 +131,7 @@ pub struct CompilerArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BuilderKind {
-    /// docker buildx, the default where a Docker engine is present.
+    /// docker buildx (not implemented yet).
     Buildx,
     /// buildah, for hosts without a Docker engine.
     Buildah,
@@ -143,7 +143,7 @@ pub struct ImageArgs {
     /// Without it, images go to an OCI layout under target/.
     #[arg(long, value_name = "PREFIX", env = "XTASK_REGISTRY")]
     pub registry: Option<String>,
-    /// The image builder (default: buildx if a Docker engine answers, else buildah).
+    /// The image builder (buildah; the buildx backend is not written yet).
     #[arg(long, value_enum, env = "XTASK_BUILDER")]
     pub builder: Option<BuilderKind>,
     /// Only these images (kubelet, kubelet-flannel, kubelet-cni, kubelet-kubeadm,

@@ -179,10 +179,8 @@ pub fn build_images(
     release: &Release,
     options: &ImageOptions,
 ) -> Result<Vec<Published>> {
-    let builder_kind = choose_builder(options.args.builder)?;
-    if builder_kind == BuilderKind::Buildx {
-        bail!("the buildx backend is not implemented yet; pass --builder buildah");
-    }
+    choose_builder(options.args.builder)?;
+    check_emulation(&options.arches, options.packages)?;
     let store = Buildah::new(layout);
     let publisher = BuildahPublisher {
         store: store.clone(),
@@ -220,27 +218,38 @@ pub fn build_images(
     Ok(published)
 }
 
-/// buildx where a Docker engine answers, else buildah.
+/// buildah unless buildx is asked for: the buildx backend is not written yet, and a run that
+/// picked it by itself would fail on every machine with Docker.
 fn choose_builder(requested: Option<BuilderKind>) -> Result<BuilderKind> {
-    if let Some(kind) = requested {
-        return Ok(kind);
+    match requested {
+        Some(BuilderKind::Buildx) => bail!(
+            "the buildx backend is not implemented yet; use --builder buildah (`apt-get install buildah`)"
+        ),
+        _ if which::which("buildah").is_err() => {
+            bail!("no image builder: install buildah (`apt-get install buildah`)")
+        }
+        _ => Ok(BuilderKind::Buildah),
     }
-    let engine = which::which("docker").is_ok()
-        && duct::cmd!("docker", "buildx", "inspect", "--bootstrap")
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run()
-            .is_ok_and(|o| o.status.success());
-    if engine {
-        return Ok(BuilderKind::Buildx);
+}
+
+/// Foreign-architecture `RUN` steps (the package step) need qemu registered with binfmt_misc.
+fn check_emulation(arches: &[Arch], packages: Packages) -> Result<()> {
+    if packages == Packages::Skip {
+        return Ok(());
     }
-    if which::which("buildah").is_err() {
-        bail!(
-            "no image builder: install buildah (`apt-get install buildah`) or Docker with buildx"
-        );
+    let binfmt = std::path::Path::new("/proc/sys/fs/binfmt_misc");
+    for &arch in arches {
+        if Arch::host() == Some(arch) {
+            continue;
+        }
+        let name = arch.qemu_user().trim_end_matches("-static");
+        if !binfmt.join(name).exists() {
+            bail!(
+                "installing Alpine packages into the {arch} image runs {arch} programs, which needs {name} registered with binfmt_misc: run `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc` and register /usr/lib/binfmt.d/{name}.conf (or `docker run --privileged --rm tonistiigi/binfmt --install all`), or pass --skip-packages"
+            );
+        }
     }
-    Ok(BuilderKind::Buildah)
+    Ok(())
 }
 
 /// Every host command resolves inside the image, and the main program runs from it.
