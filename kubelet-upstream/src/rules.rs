@@ -167,34 +167,43 @@ pub fn go_build_tags(binary: &Binary) -> &'static [&'static str] {
     }
 }
 
+/// The module and version a component was actually built from: the pin, or the goproxy
+/// stand-in that replaced it. Stamps name what was built, never what was merely pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltFrom<'a> {
+    pub module: &'a str,
+    pub version: &'a str,
+    pub commit: &'a str,
+}
+
 /// The `-X` version stamps upstream's own build scripts set, so `--version` prints the release.
-pub fn version_ldflags(release: &Release, binary: &Binary, build_date: &str) -> Vec<String> {
+pub fn version_ldflags(
+    release: &Release,
+    binary: &Binary,
+    build_date: &str,
+    built: BuiltFrom<'_>,
+) -> Vec<String> {
+    let BuiltFrom {
+        module,
+        version,
+        commit,
+    } = built;
     match binary.component {
         Component::Kubernetes => kubernetes_version_ldflags(release, build_date),
-        Component::CriTools => vec![format!(
-            "-X {}/pkg/version.Version={}",
-            release.cri_tools.module, release.cri_tools.version
-        )],
+        Component::CriTools => vec![format!("-X {module}/pkg/version.Version={version}")],
         Component::CniPlugins => vec![format!(
-            "-X {}/pkg/utils/buildversion.BuildVersion={}",
-            release.cni_plugins.module, release.cni_plugins.version
+            "-X {module}/pkg/utils/buildversion.BuildVersion={version}"
         )],
-        Component::FlannelPlugin => {
-            let pin = &release.flannel_plugin;
-            let (module, version, _) = pin.goproxy_module();
-            if pin.goproxy.is_none() {
-                // flannel's own build scripts stamp package main, with an 8-digit commit.
-                vec![
-                    format!("-X main.Version={version}"),
-                    format!("-X main.Commit={}", &pin.commit[..8]),
-                    "-X main.Program=flannel".to_owned(),
-                ]
-            } else {
-                vec![format!(
-                    "-X {module}/pkg/utils/buildversion.BuildVersion={version}"
-                )]
-            }
-        }
+        // flannel's own build scripts stamp package main, with an 8-digit commit.
+        Component::FlannelPlugin if module == Component::FlannelPlugin.module_path() => vec![
+            format!("-X main.Version={version}"),
+            format!("-X main.Commit={}", &commit[..commit.len().min(8)]),
+            "-X main.Program=flannel".to_owned(),
+        ],
+        // Its stand-in is the flannel plugin as containernetworking/plugins last shipped it.
+        Component::FlannelPlugin => vec![format!(
+            "-X {module}/pkg/utils/buildversion.BuildVersion={version}"
+        )],
     }
 }
 

@@ -322,12 +322,28 @@ fn kubernetes_version_stamps_mirror_upstream() {
     let manifest = parse(GOOD).unwrap();
     let release = &manifest.releases()[0];
     let kubelet = &rules::binaries(release)[0];
-    let flags = rules::version_ldflags(release, kubelet, "2022-12-08T19:51:43Z");
+    let built = rules::BuiltFrom {
+        module: "k8s.io/kubernetes",
+        version: "v1.26.0",
+        commit: "b46a3f887ca979b1a5d14fd39cb1af43e7e5d12d",
+    };
+    let flags = rules::version_ldflags(release, kubelet, "2022-12-08T19:51:43Z", built);
     assert!(flags.contains(&"-X k8s.io/component-base/version.gitVersion=v1.26.0".to_string()));
     assert!(flags.contains(&"-X k8s.io/client-go/pkg/version.gitMinor=26".to_string()));
     assert!(flags
         .contains(&"-X k8s.io/component-base/version.buildDate=2022-12-08T19:51:43Z".to_string()));
     assert_eq!(rules::go_build_tags(kubelet), ["providerless"]);
+    let crictl = &rules::binaries(release)[3];
+    let stand_in = rules::BuiltFrom {
+        module: "sigs.k8s.io/cri-tools",
+        version: "v1.36.0",
+        commit: "88d8ad9d40f82726fda53c2d271e6172b4c619c9",
+    };
+    assert_eq!(
+        rules::version_ldflags(release, crictl, "", stand_in),
+        ["-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.36.0"],
+        "a stand-in is stamped with its own version"
+    );
 }
 
 #[test]

@@ -55,7 +55,7 @@ impl flags::Bench {
             &compilers[&BENCH_ARCH],
         );
         let bench_dir = cx.layout.cache().join("bench");
-        let expected = build::expected_output(release, &binary);
+        let expected = build::expected_output(release, &binary, tree);
         warm_c_compiler(sh, &cx.layout, &bench_dir)?;
 
         eprintln!(

@@ -22,7 +22,7 @@ use crate::lock::CacheLock;
 use crate::pack;
 use crate::plan;
 use crate::runner;
-use crate::source::SourceSet;
+use crate::source::{SourceSet, SourceTree};
 use crate::upx::{self, Upx};
 use crate::{elf, zig};
 
@@ -129,7 +129,7 @@ pub fn build_release(
                 &options.compilers[&arch],
             );
             progress.suspend(|| compile_cached(sh, layout, release, &step, &tree.commit))?;
-            let expected = expected_output(release, binary);
+            let expected = expected_output(release, binary, tree);
             verify(&step.output, arch, binary, &expected)?;
             let record = progress
                 .suspend(|| ship(sh, layout, release, arch, binary, &upx, &expected, options))?;
@@ -181,11 +181,11 @@ fn prepare_compilers(sh: &Shell, layout: &Layout, options: &BuildOptions) -> Res
 }
 
 /// What `--version` (or the CNI VERSION command) must print for the binary to count as working.
-pub fn expected_output(release: &Release, binary: &Binary) -> String {
+pub fn expected_output(release: &Release, binary: &Binary, tree: &SourceTree) -> String {
     match binary.kind {
         BinaryKind::Kubelet | BinaryKind::KubeProxy => format!("Kubernetes {}", release.version),
         BinaryKind::Kubeadm => release.version.to_string(),
-        BinaryKind::Crictl => release.cri_tools.goproxy_module().1.to_owned(),
+        BinaryKind::Crictl => tree.built_version.clone(),
         BinaryKind::CniPlugin => "cniVersion".to_owned(),
     }
 }

@@ -179,6 +179,7 @@ pub fn compile_step(
         release,
         binary,
         &build_date(release),
+        tree.built_from(),
     ));
     let output = unpacked_path(layout, release, arch, binary);
     let mut args = vec![
@@ -227,6 +228,8 @@ mod tests {
             component: "kubernetes".into(),
             version: "v1.26.0".into(),
             commit: "b46a3f887ca979b1a5d14fd39cb1af43e7e5d12d".into(),
+            module: "k8s.io/kubernetes".into(),
+            built_version: "v1.26.0".into(),
             dir: "/src/k8s".into(),
             package_prefix: "./".into(),
             mod_flag: "-mod=vendor".into(),

@@ -64,6 +64,8 @@ fn tree_for(dir: &Utf8Path, pin: &Pin) -> SourceTree {
         component: pin.component.key().to_owned(),
         version: pin.version.clone(),
         commit: pin.commit.clone(),
+        module: pin.module.clone(),
+        built_version: pin.version.clone(),
         dir: dir.to_owned(),
         package_prefix: "./".to_owned(),
         // Upstream vendors its dependencies in every repository we build from.

@@ -129,6 +129,8 @@ impl GoproxyFetcher<'_> {
             component: pin.component.key().to_owned(),
             version: pin.version.clone(),
             commit: pin.commit.clone(),
+            module: module.to_owned(),
+            built_version: version.to_owned(),
             dir: dir.to_owned(),
             package_prefix,
             // Module zips drop parts of vendor/ (nested modules), so proxy trees always

@@ -19,6 +19,9 @@ pub struct SourceTree {
     pub component: String,
     pub version: String,
     pub commit: String,
+    /// The module and version actually built: the pin's, or a goproxy stand-in's.
+    pub module: String,
+    pub built_version: String,
     /// Where `go build` runs.
     pub dir: Utf8PathBuf,
     /// Prepended to a binary's package directory: `./` in a checkout, `k8s.io/kubernetes/` in
@@ -31,6 +34,14 @@ pub struct SourceTree {
 }
 
 impl SourceTree {
+    pub fn built_from(&self) -> kubelet_upstream::rules::BuiltFrom<'_> {
+        kubelet_upstream::rules::BuiltFrom {
+            module: &self.module,
+            version: &self.built_version,
+            commit: &self.commit,
+        }
+    }
+
     /// The package argument for `go build`.
     pub fn package(&self, package_dir: &str) -> String {
         match package_dir {
