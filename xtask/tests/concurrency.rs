@@ -29,25 +29,21 @@ fn a_second_run_waits_for_the_cache_lock() {
         .unwrap();
     lock.lock().unwrap();
 
-    let mut second = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["release", fixtures::KUBERNETES_TAG, "--dry-run"])
-        .env("XTASK_CACHE_DIR", &cache)
-        .env("XTASK_MANIFEST", &manifest)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let xtask = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(args)
+            .env("XTASK_CACHE_DIR", &cache)
+            .env("XTASK_MANIFEST", &manifest)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut second = xtask(&["release", fixtures::KUBERNETES_TAG, "--dry-run"]);
     // A dry run takes no lock: it must finish while the lock is held.
     assert!(second.wait().unwrap().success());
 
-    let mut fetch = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["fetch", fixtures::KUBERNETES_TAG])
-        .env("XTASK_CACHE_DIR", &cache)
-        .env("XTASK_MANIFEST", &manifest)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut fetch = xtask(&["fetch", fixtures::KUBERNETES_TAG]);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
         fetch.try_wait().unwrap().is_none(),
