@@ -54,15 +54,6 @@ impl Arch {
         }
     }
 
-    /// The conventional name of a GCC musl cross compiler for this target.
-    pub fn gcc_musl_cc(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "x86_64-linux-musl-gcc",
-            Arch::Arm64 => "aarch64-linux-musl-gcc",
-            Arch::Armv7 => "arm-linux-musleabihf-gcc",
-        }
-    }
-
     /// OCI platform `architecture` and `variant`.
     pub fn oci_architecture(self) -> &'static str {
         self.goarch()

@@ -35,9 +35,6 @@ pub enum BinaryKind {
 pub const FLANNEL_CNI_PLUGINS: [&str; 5] =
     ["bridge", "flannel", "host-local", "loopback", "portmap"];
 
-/// containernetworking/plugins directories that hold Linux plugins.
-const CNI_PLUGIN_GROUPS: [&str; 3] = ["main", "ipam", "meta"];
-
 /// One Linux plugin of containernetworking/plugins and the releases that ship it
 /// (`since` inclusive, `until` exclusive), compared as CNI plugin versions.
 struct CniPluginRow {
@@ -105,11 +102,6 @@ pub fn cni_plugins(cni_tag: &str) -> Vec<(&'static str, &'static str)> {
         .collect();
     plugins.sort_by_key(|&(_, name)| name);
     plugins
-}
-
-/// Whether a directory name under `plugins/<group>/` is a Linux plugin we know about.
-pub fn is_known_cni_group(group: &str) -> bool {
-    CNI_PLUGIN_GROUPS.contains(&group)
 }
 
 /// Every binary a release is built into, in a fixed order: Kubernetes, crictl, CNI plugins.

@@ -72,19 +72,6 @@ impl SourceSet {
             })
     }
 
-    pub fn load(layout: &Layout, version: KubeVersion, source: SourceKind) -> Result<SourceSet> {
-        let path = layout.sources_record(version, source.name());
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "the {} sources of {version} are not fetched yet; run `cargo xtask fetch {version} --source {}`",
-                source.name(),
-                source.name()
-            )
-        })?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{path} is damaged; delete it and fetch again"))
-    }
-
     pub fn save(&self, layout: &Layout, version: KubeVersion, source: SourceKind) -> Result<()> {
         let path = layout.sources_record(version, source.name());
         let json = serde_json::to_string_pretty(self)?;
