@@ -207,7 +207,8 @@ fn compile_cached(
     }
     let dir = step.output.parent().context("output has a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
-    let partial = dir.join(format!(".{}.partial", step.binary.name));
+    fsutil::sweep_leftovers(&step.output)?;
+    let partial = fsutil::partial_path(&step.output, "go");
     let log = layout
         .cache()
         .join("logs")
@@ -242,6 +243,7 @@ fn compile_cached(
             step.display()
         );
     }
+    crate::pause::point("compile");
     std::fs::rename(&partial, &step.output)
         .with_context(|| format!("cannot move {} into place", step.output))?;
     fsutil::write_atomic(&stamp_path, stamp.as_bytes())
@@ -277,6 +279,7 @@ fn ship(
     let unpacked = compile::unpacked_path(layout, release, arch, binary);
     let shipped = pack::final_path(layout, release, arch, binary);
     std::fs::create_dir_all(shipped.parent().expect("bin has a directory"))?;
+    fsutil::sweep_leftovers(&shipped)?;
     let unpacked_sha = fsutil::sha256_file(&unpacked)?;
     let wants_pack = pack::wants_packing(binary, options.pack_daemons);
     let stamp = stamp_of(&[
@@ -340,7 +343,7 @@ fn try_pack(
     binary: &Binary,
     expected: &str,
 ) -> Result<u64> {
-    let candidate = shipped.with_file_name(format!(".{}.packed", binary.name));
+    let candidate = fsutil::partial_path(shipped, "packed");
     upx.pack(sh, unpacked, &candidate)?;
     let (args, env) = pack::smoke_test(binary);
     let ran = runner::run(&candidate, arch, &args, &env);
@@ -360,13 +363,14 @@ fn try_pack(
         );
     }
     let size = file_size(&candidate)?;
+    crate::pause::point("pack");
     std::fs::rename(&candidate, shipped)
         .with_context(|| format!("cannot move {shipped} into place"))?;
     Ok(size)
 }
 
 fn copy_atomic(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
-    let partial = to.with_file_name(format!(".{}.copy", to.file_name().unwrap_or("binary")));
+    let partial = fsutil::partial_path(to, "copy");
     std::fs::copy(from, &partial).with_context(|| format!("cannot copy {from}"))?;
     std::fs::rename(&partial, to).with_context(|| format!("cannot move {to} into place"))?;
     Ok(())

@@ -34,6 +34,8 @@ pub enum Command {
     Doctor(Doctor),
     /// Build an Alpine base image from Alpine's minimal root filesystems (offline hosts, tests).
     Base(Base),
+    /// Build a release twice from clean build caches and name every file or digest that differs.
+    VerifyReproducible(VerifyReproducible),
     /// Benchmark: compile one component for arm64 cross and under qemu; print both times.
     Bench(Bench),
     /// The per-target C compiler wrapper that cgo runs (internal).
@@ -259,6 +261,22 @@ pub struct Base {
     /// Push to this registry prefix instead of the local OCI layout.
     #[arg(long, value_name = "PREFIX")]
     pub registry: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyReproducible {
+    /// The Kubernetes release to build twice, e.g. v1.26.0.
+    #[arg(value_name = "VERSION")]
+    pub version: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub arches: ArchArgs,
+    #[command(flatten)]
+    pub compiler: CompilerArgs,
+    /// Image options; both builds go to OCI layouts under target/, so --registry is ignored.
+    #[command(flatten)]
+    pub image: ImageArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,11 +8,65 @@ use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use sha2::{Digest, Sha256};
 
+/// Every temporary sibling of an entry is named `.<name>.partial-…`, and a replaced entry is
+/// moved aside as `.<name>.old-…`, so a run killed at any point leaves only names that the next
+/// run (which holds the cache lock, so no live run owns them) recognises and sweeps.
+const PARTIAL_MARK: &str = "partial-";
+const OLD_MARK: &str = "old-";
+
+/// A temporary sibling of `path` that belongs to this process; `what` tells uses apart.
+pub fn partial_path(path: &Utf8Path, what: &str) -> Utf8PathBuf {
+    let name = path.file_name().unwrap_or("entry");
+    let pid = std::process::id();
+    if name.starts_with('.') && name.contains(&format!(".{PARTIAL_MARK}")) {
+        // Already a temporary: keep its entry's prefix so one sweep finds both.
+        return path.with_file_name(format!("{name}-{what}{pid}"));
+    }
+    path.with_file_name(format!(".{name}.{PARTIAL_MARK}{what}{pid}"))
+}
+
+/// Removes what killed runs left beside `path`: temporaries and entries moved aside.
+pub fn sweep_leftovers(path: &Utf8Path) -> Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let own_suffix = std::process::id().to_string();
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let Some(rest) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let leftover = rest.starts_with(OLD_MARK)
+            || (rest.starts_with(PARTIAL_MARK) && !rest.ends_with(&own_suffix));
+        if leftover {
+            let stale = dir.join(file_name);
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_dir_all_writable(&stale)?;
+            } else {
+                fs::remove_file(&stale).with_context(|| format!("cannot remove {stale}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes `contents` to `path` through a temporary file in the same directory.
 pub fn write_atomic(path: &Utf8Path, contents: &[u8]) -> Result<()> {
     let dir = parent_of(path)?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir)
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(
+            ".{}.{PARTIAL_MARK}",
+            path.file_name().unwrap_or("entry")
+        ))
+        .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {dir}"))?;
     io::Write::write_all(&mut temp, contents).with_context(|| format!("cannot write {path}"))?;
     temp.as_file().sync_all().ok();
@@ -25,9 +79,10 @@ pub fn write_atomic(path: &Utf8Path, contents: &[u8]) -> Result<()> {
 pub fn staging_dir(final_path: &Utf8Path) -> Result<tempfile::TempDir> {
     let dir = parent_of(final_path)?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+    sweep_leftovers(final_path)?;
     let name = final_path.file_name().unwrap_or("entry");
     tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
+        .prefix(&format!(".{name}.{PARTIAL_MARK}"))
         .tempdir_in(dir)
         .with_context(|| format!("cannot create a staging directory in {dir}"))
 }
@@ -37,7 +92,7 @@ pub fn commit_dir(staging: tempfile::TempDir, final_path: &Utf8Path) -> Result<(
     let staged = staging.keep();
     if final_path.exists() {
         let old = final_path.with_file_name(format!(
-            ".{}.old-{}",
+            ".{}.{OLD_MARK}{}",
             final_path.file_name().unwrap_or("entry"),
             std::process::id()
         ));
@@ -168,6 +223,46 @@ mod tests {
         }
         let leftovers: Vec<_> = fs::read_dir(root).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no staging or old entries remain");
+    }
+
+    #[test]
+    fn sweep_removes_what_killed_runs_left_and_keeps_the_rest() {
+        let temp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(temp.path()).unwrap();
+        let entry = root.join("kubeadm");
+        fs::write(&entry, "shipped").unwrap();
+        let ours = partial_path(&entry, "packed");
+        let nested = partial_path(&ours, "upx");
+        for leftover in [".kubeadm.partial-go1", ".kubeadm.partial-packed2-upx2"] {
+            fs::write(root.join(leftover), "half").unwrap();
+        }
+        fs::create_dir(root.join(".kubeadm.old-3")).unwrap();
+        fs::write(root.join(".kubeadm.old-3/file"), "old").unwrap();
+        for kept in [
+            ".kubeadm.stamp",
+            ".kubeadm.record.json",
+            ".kubelet.partial-go1",
+        ] {
+            fs::write(root.join(kept), "keep").unwrap();
+        }
+        fs::write(&ours, "ours").unwrap();
+        fs::write(&nested, "ours").unwrap();
+        sweep_leftovers(&entry).unwrap();
+        let mut left: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = vec![
+            ".kubeadm.record.json".to_owned(),
+            ".kubeadm.stamp".to_owned(),
+            ".kubelet.partial-go1".to_owned(),
+            "kubeadm".to_owned(),
+            ours.file_name().unwrap().to_owned(),
+            nested.file_name().unwrap().to_owned(),
+        ];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 
     #[test]

@@ -133,12 +133,19 @@ pub fn provision(
     host: GoVersion,
 ) -> Result<()> {
     let go = go_command(layout, toolchain, host);
-    let cached = cmd!(sh, "{go} version")
-        .env("GOTOOLCHAIN", "local")
-        .quiet()
-        .ignore_stderr()
-        .read();
-    if cached.is_ok() {
+    let cached = || {
+        cmd!(sh, "{go} version")
+            .env("GOTOOLCHAIN", "local")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .is_ok()
+    };
+    if cached() {
+        return Ok(());
+    }
+    let _lock = crate::lock::CacheLock::tools(layout)?;
+    if cached() {
         return Ok(());
     }
     let name = toolchain.version.toolchain_name();

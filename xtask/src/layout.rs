@@ -12,11 +12,17 @@ const CACHE_DIR_NAME: &str = "kubelet-build";
 pub const CACHE_DIR_ENV: &str = "XTASK_CACHE_DIR";
 /// Overrides the manifest, to try a candidate pin set without editing the committed one.
 pub const MANIFEST_ENV: &str = "XTASK_MANIFEST";
+/// Overrides where toolchains, downloaded Go modules and zig's libc builds live (default: the
+/// cache). Several caches can share them: none depends on what is being built.
+pub const TOOL_CACHE_DIR_ENV: &str = "XTASK_TOOL_CACHE_DIR";
 
 #[derive(Debug, Clone)]
 pub struct Layout {
     root: Utf8PathBuf,
     cache: Utf8PathBuf,
+    /// Toolchains, the Go module download cache and zig's cache: verified downloads and
+    /// toolchain-level builds that a fresh build cache may reuse.
+    tools: Utf8PathBuf,
 }
 
 impl Layout {
@@ -27,11 +33,25 @@ impl Layout {
             Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
             _ => target_dir(&root)?.join(CACHE_DIR_NAME),
         };
-        Ok(Layout { root, cache })
+        let tools = match std::env::var(TOOL_CACHE_DIR_ENV) {
+            Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
+            _ => cache.clone(),
+        };
+        Ok(Layout { root, cache, tools })
     }
 
     pub fn new(root: Utf8PathBuf, cache: Utf8PathBuf) -> Layout {
-        Layout { root, cache }
+        let tools = cache.clone();
+        Layout { root, cache, tools }
+    }
+
+    /// A layout with its own build cache that keeps this one's tool cache.
+    pub fn with_cache(&self, cache: Utf8PathBuf) -> Layout {
+        Layout {
+            root: self.root.clone(),
+            cache,
+            tools: self.tools.clone(),
+        }
     }
 
     pub fn root(&self) -> &Utf8Path {
@@ -40,6 +60,10 @@ impl Layout {
 
     pub fn cache(&self) -> &Utf8Path {
         &self.cache
+    }
+
+    pub fn tools(&self) -> &Utf8Path {
+        &self.tools
     }
 
     pub fn manifest(&self) -> Utf8PathBuf {
@@ -84,7 +108,7 @@ impl Layout {
     }
 
     pub fn gomodcache(&self) -> Utf8PathBuf {
-        self.cache.join("go/mod")
+        self.tools.join("go/mod")
     }
 
     pub fn gocache(&self) -> Utf8PathBuf {
@@ -92,11 +116,11 @@ impl Layout {
     }
 
     pub fn zig_cache(&self) -> Utf8PathBuf {
-        self.cache.join("zig/cache")
+        self.tools.join("zig/cache")
     }
 
     pub fn toolchains(&self) -> Utf8PathBuf {
-        self.cache.join("toolchains")
+        self.tools.join("toolchains")
     }
 
     /// The per-target compiler wrapper that Go's cgo calls as CC.
@@ -120,6 +144,11 @@ impl Layout {
 
     pub fn locks(&self) -> Utf8PathBuf {
         self.cache.join("locks")
+    }
+
+    /// The two throw-away caches `verify-reproducible` builds a release in.
+    pub fn reproducible(&self, version: KubeVersion) -> Utf8PathBuf {
+        self.cache.join("reproducible").join(version.to_string())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod go;
 pub mod layout;
 pub mod lock;
 pub mod pack;
+pub mod pause;
 pub mod plan;
 pub mod retry;
 pub mod runner;
@@ -24,6 +25,7 @@ pub mod zig;
 mod doctor;
 pub mod image;
 mod release;
+pub mod reproducible;
 pub mod sizes;
 pub mod upstream;
 
@@ -43,6 +45,7 @@ pub fn run(xtask: Xtask) -> Result<()> {
         Command::Doctor(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::Base(cmd) => cmd.run(&sh),
+        Command::VerifyReproducible(cmd) => cmd.run(&sh),
         Command::ZigCc(cmd) => cmd.run(&sh),
     }
 }

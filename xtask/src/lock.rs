@@ -8,6 +8,8 @@ use anyhow::{Context, Result};
 use crate::layout::Layout;
 
 const LOCK_FILE: &str = "cache.lock";
+/// Serialises provisioning in a tool cache that several build caches share.
+const TOOL_LOCK_FILE: &str = "tools.lock";
 
 /// Held for the whole run; released when dropped or when the process dies.
 pub struct CacheLock {
@@ -16,26 +18,34 @@ pub struct CacheLock {
 
 impl CacheLock {
     pub fn acquire(layout: &Layout) -> Result<CacheLock> {
-        let dir = layout.locks();
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {dir}"))?;
-        let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open the cache lock {path}"))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                eprintln!("waiting for another xtask run that holds {path} ...");
-                file.lock()
-                    .with_context(|| format!("cannot take the cache lock {path}"))?;
-            }
-            Err(std::fs::TryLockError::Error(err)) => {
-                return Err(err).with_context(|| format!("cannot take the cache lock {path}"))
-            }
-        }
-        Ok(CacheLock { _file: file })
+        lock_file(&layout.locks().join(LOCK_FILE))
     }
+
+    /// Held while a toolchain is installed into the tool cache, which other caches may share.
+    pub fn tools(layout: &Layout) -> Result<CacheLock> {
+        lock_file(&layout.toolchains().join(TOOL_LOCK_FILE))
+    }
+}
+
+fn lock_file(path: &camino::Utf8Path) -> Result<CacheLock> {
+    let dir = path.parent().context("a lock file has a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open the lock {path}"))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!("waiting for another xtask run that holds {path} ...");
+            file.lock()
+                .with_context(|| format!("cannot take the lock {path}"))?;
+        }
+        Err(std::fs::TryLockError::Error(err)) => {
+            return Err(err).with_context(|| format!("cannot take the lock {path}"))
+        }
+    }
+    Ok(CacheLock { _file: file })
 }

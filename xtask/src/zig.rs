@@ -99,6 +99,10 @@ pub fn provision(sh: &Shell, layout: &Layout) -> Result<Utf8PathBuf> {
     if zig.exists() {
         return Ok(zig);
     }
+    let _lock = crate::lock::CacheLock::tools(layout)?;
+    if zig.exists() {
+        return Ok(zig);
+    }
     eprintln!("    provisioning zig {ZIG_VERSION} from the ziglang wheel (PyPI)");
     let staging = fsutil::staging_dir(&dir)?;
     let staging_path = Utf8Path::from_path(staging.path())

@@ -70,7 +70,7 @@ impl Builder for Buildah {
             .ignore_stdout()
             .run()
             .context("cannot create a manifest list with buildah")?;
-        for &arch in &job.arches {
+        for (position, &arch) in job.arches.iter().enumerate() {
             let name = Self::platform_name(job, arch);
             let platform = arch.platform();
             let timestamp = job.source_date_epoch.to_string();
@@ -100,8 +100,22 @@ impl Builder for Buildah {
             .ignore_stdout()
             .run()
             .with_context(|| format!("cannot add {platform} to the manifest list"))?;
+            if position == 0 {
+                crate::pause::point("image-build");
+            }
         }
         Ok(())
+    }
+
+    fn sweep(&self, sh: &Shell) -> Result<()> {
+        // The store is ours alone and the cache lock is held: any container in it is a
+        // working container or a mounted root that a killed run never removed.
+        let global = &self.global();
+        cmd!(sh, "buildah {global...} rm --all")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("cannot remove the containers an interrupted run left in the buildah store")
     }
 
     fn mount(&self, sh: &Shell, job: &ImageJob, arch: Arch) -> Result<MountedRoot> {

@@ -6,6 +6,7 @@
 pub mod base;
 pub mod buildah;
 pub mod context;
+pub mod oci;
 pub mod rootfs;
 
 use anyhow::{bail, Context, Result};
@@ -66,6 +67,8 @@ pub trait Builder {
     fn build(&self, sh: &Shell, job: &ImageJob) -> Result<()>;
     /// Opens one platform's root filesystem.
     fn mount(&self, sh: &Shell, job: &ImageJob, arch: Arch) -> Result<MountedRoot>;
+    /// Clears what an interrupted run left in the builder's store.
+    fn sweep(&self, sh: &Shell) -> Result<()>;
 }
 
 /// Where a built index goes, and what it was pushed as.
@@ -195,6 +198,7 @@ pub fn build_images(
     };
     let base = base_image(release, &options.args);
     eprintln!("==> images of {} from {base}", release.version);
+    store.sweep(sh)?;
     let mut published = Vec::new();
     for &image in &options.images {
         let context = context::prepare(layout, release, image, &options.arches, options.packages)?;
@@ -214,6 +218,9 @@ pub fn build_images(
         let result = publisher.publish(sh, &job)?;
         eprintln!("    published {} {}", result.reference, result.digest);
         published.push(result);
+        if published.len() == 1 {
+            crate::pause::point("push");
+        }
     }
     Ok(published)
 }

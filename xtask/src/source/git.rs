@@ -54,6 +54,7 @@ impl Fetcher for GitFetcher<'_> {
             &staging_path.join(".git").join(COMPLETE_MARKER),
             pin.commit.as_bytes(),
         )?;
+        crate::pause::point("fetch");
         fsutil::commit_dir(staging, &dest)?;
         Ok(tree_for(&dest, pin))
     }

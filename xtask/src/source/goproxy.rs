@@ -76,6 +76,7 @@ impl Fetcher for GoproxyFetcher<'_> {
         let full_graph = pin.component == Component::Kubernetes;
         self.complete_go_sum(&toolchain, &staging_path, &packages, full_graph)?;
         fsutil::write_atomic(&staging_path.join(COMPLETE_MARKER), marker.as_bytes())?;
+        crate::pause::point("fetch");
         fsutil::commit_dir(staging, &dest)?;
         Ok(tree)
     }

@@ -1,0 +1,86 @@
+//! `cargo xtask verify-reproducible`: builds one release twice, each time in a fresh build
+//! cache at a different path, and names every binary, image digest and layer file that differs,
+//! and every artifact that holds a host path.
+//!
+//! The two builds share only the tool cache (toolchains, verified module downloads and zig's
+//! libc builds): none of it depends on what is built. Go's build cache, the sources, the
+//! binaries, the buildah store and the OCI layout are new for each build.
+
+pub mod diff;
+
+use anyhow::{bail, Result};
+use camino::Utf8PathBuf;
+use xshell::Shell;
+
+use crate::build::{build_release, BuildOptions};
+use crate::compile;
+use crate::context::Context;
+use crate::fetch::fetch_release;
+use crate::flags;
+use crate::fsutil;
+use crate::image::{build_images, ImageOptions};
+use crate::layout::Layout;
+use crate::lock::CacheLock;
+use kubelet_upstream::rules;
+
+/// The two builds; different names give them different paths, which exposes leaked host paths.
+const BUILD_NAMES: [&str; 2] = ["first", "second"];
+const REPORT_FILE: &str = "report.txt";
+
+impl flags::VerifyReproducible {
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let cx = Context::load()?;
+        let version = cx.releases(std::slice::from_ref(&self.version))?[0].version;
+        let compilers = compile::c_compilers(&cx.layout, &self.compiler.cc)?;
+        let arches = self.arches.selected();
+        let mut image_args = self.image.clone();
+        if let Some(registry) = image_args.registry.take() {
+            eprintln!("note: verify-reproducible writes OCI layouts and pushes nothing; ignoring registry {registry}");
+        }
+        let image_options = ImageOptions::from_flags(&image_args, arches.clone())?;
+        let _lock = CacheLock::acquire(&cx.layout)?;
+        let root = cx.layout.reproducible(version);
+        let mut builds: Vec<Layout> = Vec::new();
+        for (number, name) in BUILD_NAMES.iter().enumerate() {
+            let layout = cx.layout.with_cache(root.join(name));
+            fsutil::remove_dir_all_writable(layout.cache())?;
+            eprintln!(
+                "==> reproducibility: build {} of {} of {version} in {}",
+                number + 1,
+                BUILD_NAMES.len(),
+                layout.cache()
+            );
+            let build_cx = Context::with_layout(layout.clone())?;
+            let release = build_cx.releases(std::slice::from_ref(&self.version))?[0];
+            let sources = fetch_release(sh, &build_cx, release, &self.source)?;
+            let options = BuildOptions {
+                arches: arches.clone(),
+                compilers: compilers.clone(),
+                strict: self.compiler.strict,
+                pack_daemons: self.compiler.pack_daemons,
+            };
+            build_release(
+                sh,
+                &layout,
+                release,
+                &sources,
+                &rules::binaries(release),
+                &options,
+            )?;
+            build_images(sh, &layout, release, &image_options)?;
+            builds.push(layout);
+        }
+        let report = diff::compare(&builds[0], &builds[1], version, &arches, cx.layout.root())?;
+        let text = report.render();
+        let report_path: Utf8PathBuf = root.join(REPORT_FILE);
+        fsutil::write_atomic(&report_path, text.as_bytes())?;
+        print!("{text}");
+        if !report.is_reproducible() {
+            bail!(
+                "{version} is not reproducible: {} difference(s), listed above and in {report_path}",
+                report.problems()
+            );
+        }
+        Ok(())
+    }
+}
