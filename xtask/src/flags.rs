@@ -277,6 +277,9 @@ pub struct VerifyReproducible {
     /// Image options; both builds go to OCI layouts under target/, so --registry is ignored.
     #[command(flatten)]
     pub image: ImageArgs,
+    /// Compare the two builds a previous run left, without building again.
+    #[arg(long)]
+    pub compare_only: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -189,40 +189,26 @@ impl Publisher for BuildahPublisher {
             Target::OciLayout { dir } => dir.to_string(),
         };
         let options = &options;
-        let tls = format!("--tls-verify={}", !is_loopback(&registry));
         crate::retry::push_with_retry(&registry, &job.reference(), || {
+            // Debug logging, because buildah 1.28's `manifest push --all` drops the error of a
+            // push the registry answered with 401 or 5xx and exits 0: the reason is only in
+            // its debug lines.
             let output = cmd!(
                 sh,
-                "buildah {global...} manifest push {options...} {list} {destination}"
+                "buildah {global...} --log-level=debug manifest push {options...} {list} {destination}"
             )
             .quiet()
             .ignore_status()
             .output()
             .map_err(|err| err.to_string())?;
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let (said, debug) = split_debug_lines(&stderr);
             if !output.status.success() {
-                return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+                return Err(said);
             }
-            // buildah 1.28 can exit 0 when the registry refused the connection: trust the push
-            // only once it wrote a digest and the registry serves the index.
             let digest = std::fs::read_to_string(&digest_path).unwrap_or_default();
             if digest.trim().is_empty() {
-                return Err(match &self.target {
-                    Target::Registry { .. } => {
-                        let check = cmd!(sh, "skopeo inspect --raw {tls} {destination}")
-                            .quiet()
-                            .ignore_status()
-                            .output();
-                        match check {
-                            Ok(out) if !out.status.success() => {
-                                String::from_utf8_lossy(&out.stderr).into_owned()
-                            }
-                            _ => "buildah reported success but wrote no digest".to_owned(),
-                        }
-                    }
-                    Target::OciLayout { .. } => {
-                        "buildah reported success but wrote no digest".to_owned()
-                    }
-                });
+                return Err(silent_push_failure(&debug));
             }
             Ok(())
         })?;
@@ -236,6 +222,58 @@ impl Publisher for BuildahPublisher {
     }
 }
 
+/// Splits buildah's error output into what it says at info level and above, and its debug lines.
+fn split_debug_lines(stderr: &str) -> (String, Vec<&str>) {
+    let (debug, said): (Vec<&str>, Vec<&str>) =
+        stderr.lines().partition(|l| l.contains("level=debug"));
+    (said.join("\n"), debug)
+}
+
+/// Why a push that exited 0 without writing a digest failed, from buildah's debug lines: a
+/// refused login, the last HTTP error status, or failing that, the last line it logged.
+pub fn silent_push_failure(debug: &[&str]) -> String {
+    let message = |line: &str| -> String {
+        line.split_once("msg=")
+            .map_or(line, |(_, m)| m)
+            .trim_matches('"')
+            .replace("\\\"", "\"")
+    };
+    if let Some(line) = debug.iter().rev().find(|l| l.contains("not authorized")) {
+        return format!("unauthorized: {}", message(line));
+    }
+    // The /v1/_ping probe is a fallback for ancient registries: its 404 says nothing.
+    let status = debug
+        .iter()
+        .rev()
+        .filter(|l| !l.contains("/v1/_ping"))
+        .find_map(|l| {
+            let (_, rest) = l.split_once(" status ")?;
+            let code: u16 = rest.get(..3)?.parse().ok()?;
+            (code >= 400).then(|| (code, message(l)))
+        });
+    match status {
+        Some((code, line)) => format!("{} ({line})", http_status_text(code)),
+        None => format!(
+            "buildah exited 0 but pushed nothing; its last words: {}",
+            debug.last().map_or("none".to_owned(), |l| message(l))
+        ),
+    }
+}
+
+fn http_status_text(code: u16) -> String {
+    let reason = match code {
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "HTTP error",
+    };
+    format!("{code} {reason}")
+}
+
 /// OCI layouts name an image by one reference; tags cannot hold a second colon.
 pub fn oci_ref_name(job: &ImageJob) -> String {
     oci_ref_name_for(&job.repository, &job.tag)
@@ -243,4 +281,46 @@ pub fn oci_ref_name(job: &ImageJob) -> String {
 
 pub fn oci_ref_name_for(repository: &str, tag: &str) -> String {
     format!("{repository}_{tag}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::{classify, Failure};
+
+    // Debug lines buildah 1.28 printed here for pushes it reported as successful.
+    const REFUSED_LOGIN: &str = r#"time="2026-11-21T19:22:20Z" level=debug msg="Ping http://127.0.0.1:5001/v2/ status 401"
+time="2026-11-21T19:22:20Z" level=debug msg="HEAD http://127.0.0.1:5001/v2/ck/alpine/blobs/sha256:6296"
+time="2026-11-21T19:22:20Z" level=debug msg="... not authorized"
+time="2026-11-21T19:22:20Z" level=debug msg="shutting down the store""#;
+    const OVERLOADED: &str = r#"time="2026-11-21T19:22:30Z" level=debug msg="GET http://127.0.0.1:5002/v2/"
+time="2026-11-21T19:22:30Z" level=debug msg="Ping http://127.0.0.1:5002/v2/ status 503"
+time="2026-11-21T19:22:30Z" level=debug msg="Ping http://127.0.0.1:5002/v1/_ping status 503"
+time="2026-11-21T19:22:30Z" level=debug msg="shutting down the store""#;
+
+    #[test]
+    fn a_silent_failure_is_classified_from_buildahs_debug_lines() {
+        let lines: Vec<&str> = REFUSED_LOGIN.lines().collect();
+        let reason = silent_push_failure(&lines);
+        assert_eq!(reason, "unauthorized: ... not authorized");
+        assert_eq!(classify(&reason), Failure::Auth);
+
+        let lines: Vec<&str> = OVERLOADED.lines().collect();
+        let reason = silent_push_failure(&lines);
+        assert!(reason.starts_with("503 Service Unavailable ("), "{reason}");
+        assert!(reason.contains("/v2/"), "{reason}");
+        assert_eq!(classify(&reason), Failure::Transient);
+
+        let reason = silent_push_failure(&["level=debug msg=\"shutting down the store\""]);
+        assert!(reason.contains("pushed nothing"), "{reason}");
+    }
+
+    #[test]
+    fn debug_lines_are_kept_apart_from_what_buildah_says() {
+        let (said, debug) = split_debug_lines(
+            "Copying blob sha256:1\ntime=\"t\" level=debug msg=\"GET /v2/\"\nError: denied",
+        );
+        assert_eq!(said, "Copying blob sha256:1\nError: denied");
+        assert_eq!(debug.len(), 1);
+    }
 }

@@ -8,12 +8,15 @@
 
 pub mod diff;
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Result};
 use camino::Utf8PathBuf;
 use xshell::Shell;
 
 use crate::build::{build_release, BuildOptions};
 use crate::compile;
+use crate::compile::CCompiler;
 use crate::context::Context;
 use crate::fetch::fetch_release;
 use crate::flags;
@@ -21,7 +24,7 @@ use crate::fsutil;
 use crate::image::{build_images, ImageOptions};
 use crate::layout::Layout;
 use crate::lock::CacheLock;
-use kubelet_upstream::rules;
+use kubelet_upstream::{rules, Arch};
 
 /// The two builds; different names give them different paths, which exposes leaked host paths.
 const BUILD_NAMES: [&str; 2] = ["first", "second"];
@@ -40,35 +43,20 @@ impl flags::VerifyReproducible {
         let image_options = ImageOptions::from_flags(&image_args, arches.clone())?;
         let _lock = CacheLock::acquire(&cx.layout)?;
         let root = cx.layout.reproducible(version);
-        let mut builds: Vec<Layout> = Vec::new();
-        for (number, name) in BUILD_NAMES.iter().enumerate() {
-            let layout = cx.layout.with_cache(root.join(name));
-            fsutil::remove_dir_all_writable(layout.cache())?;
-            eprintln!(
-                "==> reproducibility: build {} of {} of {version} in {}",
-                number + 1,
-                BUILD_NAMES.len(),
-                layout.cache()
-            );
-            let build_cx = Context::with_layout(layout.clone())?;
-            let release = build_cx.releases(std::slice::from_ref(&self.version))?[0];
-            let sources = fetch_release(sh, &build_cx, release, &self.source)?;
-            let options = BuildOptions {
-                arches: arches.clone(),
-                compilers: compilers.clone(),
-                strict: self.compiler.strict,
-                pack_daemons: self.compiler.pack_daemons,
-            };
-            build_release(
-                sh,
-                &layout,
-                release,
-                &sources,
-                &rules::binaries(release),
-                &options,
-            )?;
-            build_images(sh, &layout, release, &image_options)?;
-            builds.push(layout);
+        let builds: Vec<Layout> = BUILD_NAMES
+            .iter()
+            .map(|name| cx.layout.with_cache(root.join(name)))
+            .collect();
+        if !self.compare_only {
+            for (number, layout) in builds.iter().enumerate() {
+                eprintln!(
+                    "==> reproducibility: build {} of {} of {version} in {}",
+                    number + 1,
+                    builds.len(),
+                    layout.cache()
+                );
+                self.build_once(sh, layout, &compilers, &arches, &image_options)?;
+            }
         }
         let report = diff::compare(&builds[0], &builds[1], version, &arches, cx.layout.root())?;
         let text = report.render();
@@ -81,6 +69,37 @@ impl flags::VerifyReproducible {
                 report.problems()
             );
         }
+        Ok(())
+    }
+
+    /// One whole build in a fresh cache: fetch, compile, pack, images into an OCI layout.
+    fn build_once(
+        &self,
+        sh: &Shell,
+        layout: &Layout,
+        compilers: &BTreeMap<Arch, CCompiler>,
+        arches: &[Arch],
+        image_options: &ImageOptions,
+    ) -> Result<()> {
+        fsutil::remove_dir_all_writable(layout.cache())?;
+        let cx = Context::with_layout(layout.clone())?;
+        let release = cx.releases(std::slice::from_ref(&self.version))?[0];
+        let sources = fetch_release(sh, &cx, release, &self.source)?;
+        let options = BuildOptions {
+            arches: arches.to_vec(),
+            compilers: compilers.clone(),
+            strict: self.compiler.strict,
+            pack_daemons: self.compiler.pack_daemons,
+        };
+        build_release(
+            sh,
+            layout,
+            release,
+            &sources,
+            &rules::binaries(release),
+            &options,
+        )?;
+        build_images(sh, layout, release, image_options)?;
         Ok(())
     }
 }

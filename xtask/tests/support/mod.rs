@@ -91,6 +91,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with_auth(None)
+    }
+
+    /// With `Some((user, password))`, the registry requires that login (htpasswd, bcrypt).
+    pub fn start_with_auth(login: Option<(&str, &str)>) -> Registry {
         let storage = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -99,14 +104,22 @@ impl Registry {
             .port();
         let address = format!("127.0.0.1:{port}");
         let config = storage.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
-                storage.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {address}\n",
+            storage.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = storage.path().join("htpasswd");
+            let hash = bcrypt::hash_with_result(password, 4)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoY);
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
@@ -135,4 +148,129 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Toolchains, Go module downloads and zig's libc builds, shared by the end-to-end tests
+/// (which run one test binary at a time) so zig's per-target caches fill once.
+pub fn tool_cache() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache")
+}
+
+/// Alpine's minimal root filesystems, beside the clone under ../shared.
+pub fn minirootfs_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/alpine-minirootfs-3.20.3")
+}
+
+/// Whether the Alpine fixtures are there; CI must have them.
+pub fn minirootfs_present(test: &str) -> bool {
+    if minirootfs_dir().join("SHA512SUMS").exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: CI needs ../shared/fixtures beside the clone"
+    );
+    eprintln!("E2E-SKIPPED {test}: no ../shared/fixtures");
+    false
+}
+
+/// Files below `root` whose names say a run left them half-done.
+pub fn leftovers(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Go's build cache and buildah's store keep their own books.
+            if name == "buildah" || name == "go" {
+                continue;
+            }
+            if name.contains(".partial-") || name.contains(".old-") {
+                found.push(entry.path().display().to_string());
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A real registry behind a relay that answers the first `failures` HTTP requests with
+/// 503 Service Unavailable and closes, as an overloaded registry or its load balancer does,
+/// then relays everything to the registry. Stops with the test process.
+pub struct FlakyFront {
+    pub address: String,
+    pub failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyFront {
+    pub fn start(backend: &str, failures: usize) -> FlakyFront {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let failed = Arc::new(AtomicUsize::new(0));
+        let counter = failed.clone();
+        let backend = backend.to_owned();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let backend = backend.clone();
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut first = [0u8; 1];
+                    // A TLS probe (handshake byte 0x16) goes to the registry, which turns it
+                    // away as any plain-HTTP registry does; HTTP requests count.
+                    let is_http = client
+                        .peek(&mut first)
+                        .is_ok_and(|n| n == 1 && first[0] != 0x16);
+                    if is_http && counter.fetch_add(1, Ordering::SeqCst) < failures {
+                        answer_503(client);
+                    } else {
+                        if is_http {
+                            counter.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        relay(client, &backend);
+                    }
+                });
+            }
+        });
+        FlakyFront { address, failed }
+    }
+
+    pub fn failures_served(&self) -> usize {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn answer_503(mut client: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).is_ok_and(|n| n == 1) {
+        head.push(byte[0]);
+    }
+    let _ = client.write_all(
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+}
+
+fn relay(client: std::net::TcpStream, backend: &str) {
+    let Ok(server) = std::net::TcpStream::connect(backend) else {
+        return;
+    };
+    let (mut client_read, mut server_write) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut server_write);
+        let _ = server_write.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut server_read, mut client_write) = (server, client);
+    let _ = std::io::copy(&mut server_read, &mut client_write);
+    let _ = client_write.shutdown(std::net::Shutdown::Write);
+    let _ = upstream.join();
 }
