@@ -182,8 +182,7 @@ pub fn build_images(
     release: &Release,
     options: &ImageOptions,
 ) -> Result<Vec<Published>> {
-    choose_builder(options.args.builder)?;
-    check_emulation(&options.arches, options.packages)?;
+    preflight(options)?;
     let store = Buildah::new(layout);
     let publisher = BuildahPublisher {
         store: store.clone(),
@@ -223,6 +222,12 @@ pub fn build_images(
         }
     }
     Ok(published)
+}
+
+/// What the image step needs, checked before a release spends its time compiling.
+pub fn preflight(options: &ImageOptions) -> Result<()> {
+    choose_builder(options.args.builder)?;
+    check_emulation(&options.arches, options.packages)
 }
 
 /// buildah unless buildx is asked for: the buildx backend is not written yet, and a run that
