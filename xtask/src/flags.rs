@@ -133,7 +133,7 @@ pub struct CompilerArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BuilderKind {
-    /// docker buildx (not implemented yet).
+    /// docker buildx, all platforms in one build (the default where a builder answers).
     Buildx,
     /// buildah, for hosts without a Docker engine.
     Buildah,
@@ -145,9 +145,12 @@ pub struct ImageArgs {
     /// Without it, images go to an OCI layout under target/.
     #[arg(long, value_name = "PREFIX", env = "XTASK_REGISTRY")]
     pub registry: Option<String>,
-    /// The image builder (buildah; the buildx backend is not written yet).
+    /// The image builder: buildx where docker buildx has a builder that answers, else buildah.
     #[arg(long, value_enum, env = "XTASK_BUILDER")]
     pub builder: Option<BuilderKind>,
+    /// The buildx builder instance to use (default: the current one).
+    #[arg(long, value_name = "NAME", env = "XTASK_BUILDX_BUILDER")]
+    pub buildx_builder: Option<String>,
     /// Only these images (kubelet, kubelet-flannel, kubelet-cni, kubelet-kubeadm,
     /// kubelet-kubeadm-cni, kube-proxy).
     #[arg(long = "image", value_name = "NAME", value_delimiter = ',')]

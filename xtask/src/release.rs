@@ -47,7 +47,7 @@ impl flags::Release {
             pack_daemons: self.compiler.pack_daemons,
         };
         let image_options = ImageOptions::from_flags(&self.image, arches.clone())?;
-        crate::image::preflight(&image_options)?;
+        crate::image::preflight(sh, &image_options)?;
         for release in &releases {
             let sources = fetch_release(sh, &cx, release, &self.source)?;
             let binaries = rules::binaries(release);

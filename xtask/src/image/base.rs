@@ -7,8 +7,8 @@ use kubelet_upstream::Arch;
 use sha2::{Digest, Sha512};
 use xshell::Shell;
 
-use super::buildah::{Buildah, BuildahPublisher, Target};
-use super::{Builder, ImageJob, Publisher};
+use super::buildah::{Buildah, BuildahPublisher};
+use super::{Builder, ImageJob, Publisher, Target};
 use crate::context::Context as Cx;
 use crate::flags;
 use crate::fsutil;
@@ -66,14 +66,7 @@ impl flags::Base {
         };
         let store = Buildah::new(&cx.layout);
         store.build(sh, &job)?;
-        let target = match &self.registry {
-            Some(prefix) => Target::Registry {
-                prefix: prefix.trim_end_matches('/').to_owned(),
-            },
-            None => Target::OciLayout {
-                dir: cx.layout.oci_layout(),
-            },
-        };
+        let target = Target::new(self.registry.as_deref(), &cx.layout);
         let published = BuildahPublisher { store, target }.publish(sh, &job)?;
         println!("{} {}", published.reference, published.digest);
         Ok(())

@@ -7,7 +7,7 @@ use camino::Utf8PathBuf;
 use kubelet_upstream::Arch;
 use xshell::{cmd, Shell};
 
-use super::{is_loopback, Builder, ImageJob, MountedRoot, Published, Publisher};
+use super::{is_loopback, Builder, ImageJob, MountedRoot, Published, Publisher, Target};
 use crate::layout::Layout;
 
 #[derive(Debug, Clone)]
@@ -139,6 +139,7 @@ impl Builder for Buildah {
         Ok(MountedRoot {
             path: Utf8PathBuf::from(path.trim()),
             cleanup,
+            unpacked: None,
         })
     }
 }
@@ -149,10 +150,6 @@ pub struct BuildahPublisher {
     pub target: Target,
 }
 
-pub enum Target {
-    Registry { prefix: String },
-    OciLayout { dir: Utf8PathBuf },
-}
 
 impl Publisher for BuildahPublisher {
     fn destination(&self, job: &ImageJob) -> String {

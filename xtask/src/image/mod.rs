@@ -5,9 +5,11 @@
 
 pub mod base;
 pub mod buildah;
+pub mod buildx;
 pub mod context;
 pub mod oci;
 pub mod rootfs;
+pub mod skopeo;
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8PathBuf;
@@ -21,8 +23,10 @@ use crate::flags::{self, BuilderKind, ImageArgs};
 use crate::layout::Layout;
 use crate::lock::CacheLock;
 use crate::runner;
-use buildah::{Buildah, BuildahPublisher, Target};
+use buildah::{Buildah, BuildahPublisher};
+use buildx::Buildx;
 use context::Packages;
+use skopeo::SkopeoPublisher;
 
 /// One image of one release, for every platform, as the backends see it.
 pub struct ImageJob {
@@ -45,6 +49,8 @@ impl ImageJob {
 pub struct MountedRoot {
     pub path: Utf8PathBuf,
     pub cleanup: Vec<Vec<String>>,
+    /// Where the layers were unpacked, for builders whose images are files, not mounts.
+    pub unpacked: Option<tempfile::TempDir>,
 }
 
 impl Drop for MountedRoot {
@@ -69,6 +75,33 @@ pub trait Builder {
     fn mount(&self, sh: &Shell, job: &ImageJob, arch: Arch) -> Result<MountedRoot>;
     /// Clears what an interrupted run left in the builder's store.
     fn sweep(&self, sh: &Shell) -> Result<()>;
+}
+
+/// Where published images go: a registry, or the OCI layout under target/.
+pub enum Target {
+    Registry { prefix: String },
+    OciLayout { dir: Utf8PathBuf },
+}
+
+impl Target {
+    pub fn new(registry: Option<&str>, layout: &Layout) -> Target {
+        match registry {
+            Some(prefix) => Target::Registry {
+                prefix: prefix.trim_end_matches('/').to_owned(),
+            },
+            None => Target::OciLayout {
+                dir: layout.oci_layout(),
+            },
+        }
+    }
+
+    /// The registry, or the layout's directory, for messages.
+    pub fn name(&self) -> String {
+        match self {
+            Target::Registry { prefix } => prefix.clone(),
+            Target::OciLayout { dir } => dir.to_string(),
+        }
+    }
 }
 
 /// Where a built index goes, and what it was pushed as.
@@ -182,22 +215,10 @@ pub fn build_images(
     release: &Release,
     options: &ImageOptions,
 ) -> Result<Vec<Published>> {
-    preflight(options)?;
-    let store = Buildah::new(layout);
-    let publisher = BuildahPublisher {
-        store: store.clone(),
-        target: match &options.args.registry {
-            Some(prefix) => Target::Registry {
-                prefix: prefix.trim_end_matches('/').to_owned(),
-            },
-            None => Target::OciLayout {
-                dir: layout.oci_layout(),
-            },
-        },
-    };
+    let (builder, publisher) = backends(sh, layout, options)?;
     let base = base_image(release, &options.args);
     eprintln!("==> images of {} from {base}", release.version);
-    store.sweep(sh)?;
+    builder.sweep(sh)?;
     let mut published = Vec::new();
     for &image in &options.images {
         let context = context::prepare(layout, release, image, &options.arches, options.packages)?;
@@ -210,9 +231,9 @@ pub fn build_images(
             labels: labels(release),
             source_date_epoch: release.source_date_epoch,
         };
-        store.build(sh, &job)?;
+        builder.build(sh, &job)?;
         for &arch in &job.arches {
-            check_platform(sh, &store, &job, image, release, arch, options.packages)?;
+            check_platform(sh, builder.as_ref(), &job, image, release, arch, options.packages)?;
         }
         let result = publisher.publish(sh, &job)?;
         eprintln!("    published {} {}", result.reference, result.digest);
@@ -224,24 +245,76 @@ pub fn build_images(
     Ok(published)
 }
 
-/// What the image step needs, checked before a release spends its time compiling.
-pub fn preflight(options: &ImageOptions) -> Result<()> {
-    choose_builder(options.args.builder)?;
-    check_emulation(&options.arches, options.packages)
+/// The builder and publisher the options ask for, checked to be usable.
+fn backends(
+    sh: &Shell,
+    layout: &Layout,
+    options: &ImageOptions,
+) -> Result<(Box<dyn Builder>, Box<dyn Publisher>)> {
+    let target = Target::new(options.args.registry.as_deref(), layout);
+    Ok(match preflight(sh, options)? {
+        BuilderKind::Buildah => {
+            let store = Buildah::new(layout);
+            (
+                Box::new(store.clone()),
+                Box::new(BuildahPublisher { store, target }),
+            )
+        }
+        BuilderKind::Buildx => {
+            let buildx = Buildx::new(layout, options.args.buildx_builder.clone());
+            let layouts = buildx.clone();
+            (
+                Box::new(buildx),
+                Box::new(SkopeoPublisher {
+                    source: Box::new(move |job| layouts.layout_of(job)),
+                    target,
+                }),
+            )
+        }
+    })
 }
 
-/// buildah unless buildx is asked for: the buildx backend is not written yet, and a run that
-/// picked it by itself would fail on every machine with Docker.
-fn choose_builder(requested: Option<BuilderKind>) -> Result<BuilderKind> {
+/// What the image step needs, checked before a release spends its time compiling: returns
+/// the builder to use.
+pub fn preflight(sh: &Shell, options: &ImageOptions) -> Result<BuilderKind> {
+    let kind = choose_builder(sh, options.args.builder, options.args.buildx_builder.as_deref())?;
+    check_emulation(&options.arches, options.packages)?;
+    Ok(kind)
+}
+
+/// buildx where it is asked for, or where it is present with a builder that answers; buildah
+/// otherwise. Each says what is missing and how to get it.
+fn choose_builder(
+    sh: &Shell,
+    requested: Option<BuilderKind>,
+    buildx_builder: Option<&str>,
+) -> Result<BuilderKind> {
+    let buildah = || -> Result<BuilderKind> {
+        which::which("buildah").map_err(|_| {
+            anyhow::anyhow!("no image builder: install buildah (`apt-get install buildah`), or Docker with the buildx plugin")
+        })?;
+        Ok(BuilderKind::Buildah)
+    };
     match requested {
-        Some(BuilderKind::Buildx) => bail!(
-            "the buildx backend is not implemented yet; use --builder buildah (`apt-get install buildah`)"
-        ),
-        _ if which::which("buildah").is_err() => {
-            bail!("no image builder: install buildah (`apt-get install buildah`)")
+        Some(BuilderKind::Buildah) => buildah(),
+        Some(BuilderKind::Buildx) => {
+            buildx::check_available(sh, buildx_builder)?;
+            skopeo_present()?;
+            Ok(BuilderKind::Buildx)
         }
-        _ => Ok(BuilderKind::Buildah),
+        None if buildx::check_available(sh, buildx_builder).is_ok() => {
+            skopeo_present()?;
+            Ok(BuilderKind::Buildx)
+        }
+        None => buildah(),
     }
+}
+
+fn skopeo_present() -> Result<()> {
+    which::which("skopeo").map_err(|_| {
+        anyhow::anyhow!("the buildx builder publishes with skopeo, which is missing: `apt-get install skopeo`")
+    })?;
+    Ok(())
 }
 
 /// Foreign-architecture `RUN` steps (the package step) need qemu registered with binfmt_misc.

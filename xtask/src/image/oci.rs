@@ -1,6 +1,7 @@
 //! Reading an OCI image layout: the named index, its platform manifests, configs and layers.
 
 use std::io::Read;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -81,5 +82,91 @@ pub fn layer_reader(path: &Utf8Path, media_type: &str) -> Result<Box<dyn Read>> 
         bail!("{path}: zstd layers are not supported");
     } else {
         Ok(Box::new(file))
+    }
+}
+
+/// The manifest of one platform of the layout's only image index (a buildx OCI export).
+fn platform_manifest(layout: &Utf8Path, arch: Arch) -> Result<Value> {
+    let top: Value = serde_json::from_slice(
+        &std::fs::read(layout.join("index.json"))
+            .with_context(|| format!("no OCI layout at {layout}"))?,
+    )?;
+    let mut index = top;
+    // Descend from index.json through nested indexes to the platform's entry.
+    for _ in 0..3 {
+        let entries = index["manifests"]
+            .as_array()
+            .cloned()
+            .with_context(|| format!("{layout}: an index without manifests"))?;
+        if let Some(entry) = entries
+            .iter()
+            .find(|e| e["platform"].is_object() && platform_arch(e).ok() == Some(arch))
+        {
+            let digest = entry["digest"].as_str().context("entry without digest")?;
+            return read_blob_json(layout, digest);
+        }
+        let [only] = entries.as_slice() else {
+            bail!("{layout} holds no image for {arch}");
+        };
+        let digest = only["digest"].as_str().context("entry without digest")?;
+        index = read_blob_json(layout, digest)?;
+    }
+    bail!("{layout} holds no image for {arch}")
+}
+
+/// Unpacks one platform's layers into `root`, applying whiteouts as a runtime would.
+pub fn unpack_platform(layout: &Utf8Path, arch: Arch, root: &Utf8Path) -> Result<()> {
+    let manifest = platform_manifest(layout, arch)?;
+    for layer in manifest["layers"]
+        .as_array()
+        .context("manifest without layers")?
+    {
+        let digest = layer["digest"].as_str().context("layer without digest")?;
+        let media_type = layer["mediaType"].as_str().unwrap_or_default();
+        let path = blob_path(layout, digest);
+        let mut archive = tar::Archive::new(layer_reader(&path, media_type)?);
+        archive.set_preserve_permissions(true);
+        archive.set_overwrite(true);
+        for entry in archive
+            .entries()
+            .with_context(|| format!("cannot read {path}"))?
+        {
+            let mut entry = entry.with_context(|| format!("cannot read {path}"))?;
+            let name = entry.path()?.into_owned();
+            let file_name = name
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if let Some(hidden) = file_name.strip_prefix(WHITEOUT) {
+                let dir = root.as_std_path().join(name.parent().unwrap_or(Path::new("")));
+                if hidden == OPAQUE {
+                    for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                        remove_any(&child.path())?;
+                    }
+                } else {
+                    remove_any(&dir.join(hidden))?;
+                }
+                continue;
+            }
+            entry
+                .unpack_in(root)
+                .with_context(|| format!("cannot unpack {} from {path}", name.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A whiteout hides the file of the same name in lower layers; an opaque one, a directory's
+/// whole contents.
+const WHITEOUT: &str = ".wh.";
+const OPAQUE: &str = ".wh..opq";
+
+fn remove_any(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path)
+            .with_context(|| format!("cannot remove {}", path.display())),
+        Ok(_) => std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove {}", path.display())),
+        Err(_) => Ok(()),
     }
 }

@@ -41,7 +41,7 @@ impl flags::VerifyReproducible {
             eprintln!("note: verify-reproducible writes OCI layouts and pushes nothing; ignoring registry {registry}");
         }
         let image_options = ImageOptions::from_flags(&image_args, arches.clone())?;
-        crate::image::preflight(&image_options)?;
+        crate::image::preflight(sh, &image_options)?;
         let _lock = CacheLock::acquire(&cx.layout)?;
         let root = cx.layout.reproducible(version);
         let builds: Vec<Layout> = BUILD_NAMES

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod images;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -273,4 +274,96 @@ fn relay(client: std::net::TcpStream, backend: &str) {
     let _ = std::io::copy(&mut server_read, &mut client_write);
     let _ = client_write.shutdown(std::net::Shutdown::Write);
     let _ = upstream.join();
+}
+
+/// A BuildKit daemon on a socket of its own, reached by docker buildx through a builder
+/// instance (the remote driver) in a docker configuration of its own. Stopped when dropped.
+pub struct Buildkit {
+    child: Child,
+    /// The buildx builder instance's name.
+    pub builder: String,
+    /// DOCKER_CONFIG for every docker command that should see the builder.
+    pub docker_config: tempfile::TempDir,
+    _state: tempfile::TempDir,
+}
+
+impl Buildkit {
+    /// Starts buildkitd, trusting `registry` (on 127.0.0.1) over plain HTTP.
+    pub fn start(registry: &str) -> Buildkit {
+        let state = tempfile::tempdir().unwrap();
+        let socket = state.path().join("buildkitd.sock");
+        let config = state.path().join("buildkitd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[worker.oci]\n  enabled = true\n[worker.containerd]\n  enabled = false\n[registry.\"{registry}\"]\n  http = true\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("buildkitd")
+            .arg("--config")
+            .arg(&config)
+            .arg("--root")
+            .arg(state.path().join("root"))
+            .arg("--addr")
+            .arg(format!("unix://{}", socket.display()))
+            // No overlay mounts to leave behind when the test ends.
+            .args(["--oci-worker-snapshotter=native", "--containerd-worker=false"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("buildkitd starts");
+        let started = Instant::now();
+        while !socket.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "buildkitd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let docker_config = tempfile::tempdir().unwrap();
+        let builder = format!("ck-e2e-{}", std::process::id());
+        let status = Command::new("docker")
+            .args(["buildx", "create", "--name", &builder, "--driver", "remote"])
+            .arg(format!("unix://{}", socket.display()))
+            .env("DOCKER_CONFIG", docker_config.path())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "docker buildx create failed");
+        Buildkit {
+            child,
+            builder,
+            docker_config,
+            _state: state,
+        }
+    }
+}
+
+impl Drop for Buildkit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `docker buildx` works (the CLI plugin is installed), under the rules of
+/// [`tools_present`].
+pub fn buildx_present(test: &str) -> bool {
+    if !tools_present(test, &["docker", "buildkitd", "runc"]) {
+        return false;
+    }
+    let works = Command::new("docker")
+        .args(["buildx", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return true;
+    }
+    let message = format!("{test}: docker has no buildx plugin");
+    if std::env::var_os("CI").is_some() {
+        panic!("{message}: CI must install it (.ci/run)");
+    }
+    eprintln!("E2E-SKIPPED {message}");
+    false
 }

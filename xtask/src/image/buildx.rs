@@ -1,0 +1,173 @@
+//! The docker buildx backend: one `docker buildx build` for every platform at once into an OCI
+//! layout under target/, with timestamps rewritten to SOURCE_DATE_EPOCH and no provenance
+//! attestation (which would change with every build). The layout is then checked and published
+//! by the skopeo publisher, so what is pushed is exactly what was checked.
+
+use anyhow::{bail, Context, Result};
+use camino::{Utf8Path, Utf8PathBuf};
+use kubelet_upstream::Arch;
+use xshell::{cmd, Shell};
+
+use super::{oci, Builder, ImageJob, MountedRoot};
+use crate::fsutil;
+use crate::layout::Layout;
+
+/// Where each image's OCI layout is written, below the cache.
+const LAYOUTS_DIR: &str = "buildx";
+
+#[derive(Debug, Clone)]
+pub struct Buildx {
+    /// The buildx builder instance; None is the current one.
+    builder: Option<String>,
+    layouts: Utf8PathBuf,
+}
+
+impl Buildx {
+    pub fn new(layout: &Layout, builder: Option<String>) -> Buildx {
+        Buildx {
+            builder,
+            layouts: layout.cache().join(LAYOUTS_DIR),
+        }
+    }
+
+    /// The OCI layout one job's build writes, which the publisher reads.
+    pub fn layout_of(&self, job: &ImageJob) -> Utf8PathBuf {
+        self.layouts
+            .join(super::buildah::oci_ref_name_for(&job.repository, &job.tag))
+    }
+
+    fn builder_args(&self) -> Vec<String> {
+        self.builder
+            .iter()
+            .map(|name| format!("--builder={name}"))
+            .collect()
+    }
+}
+
+/// Whether docker buildx and a running builder are there. The error says what is missing.
+pub fn check_available(sh: &Shell, builder: Option<&str>) -> Result<()> {
+    if which::which("docker").is_err() {
+        bail!("the buildx builder needs the docker CLI with the buildx plugin; install Docker (https://docs.docker.com/engine/install/) or use --builder buildah");
+    }
+    cmd!(sh, "docker buildx version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .context("docker has no buildx plugin; install docker-buildx (https://github.com/docker/buildx#installing) or use --builder buildah")?;
+    let name: Vec<&str> = builder.into_iter().collect();
+    cmd!(sh, "docker buildx inspect --bootstrap {name...}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .with_context(|| {
+            format!(
+                "the buildx builder {} does not answer; start it (`docker buildx create --use`, or a remote BuildKit with `docker buildx create --driver remote ADDRESS`) or use --builder buildah",
+                builder.unwrap_or("in use")
+            )
+        })
+}
+
+/// The `--build-arg`/`--label` arguments, and the platforms, in the job's order.
+pub fn build_args(job: &ImageJob) -> Vec<String> {
+    let platforms: Vec<&str> = job.arches.iter().map(|a| a.platform()).collect();
+    let mut args = vec![
+        format!("--platform={}", platforms.join(",")),
+        // Attestations carry the build's time and host: they would make every index new.
+        "--provenance=false".to_owned(),
+        "--sbom=false".to_owned(),
+        format!("--build-arg=SOURCE_DATE_EPOCH={}", job.source_date_epoch),
+    ];
+    for (key, value) in &job.build_args {
+        args.push(format!("--build-arg={key}={value}"));
+    }
+    for (key, value) in &job.labels {
+        args.push(format!("--label={key}={value}"));
+    }
+    args
+}
+
+impl Builder for Buildx {
+    fn name(&self) -> &'static str {
+        "buildx"
+    }
+
+    fn build(&self, sh: &Shell, job: &ImageJob) -> Result<()> {
+        let destination = self.layout_of(job);
+        let staging = fsutil::staging_dir(&destination)?;
+        let staged = Utf8Path::from_path(staging.path())
+            .context("non-UTF-8 cache path")?
+            .to_owned();
+        let output = format!("--output=type=oci,dest={staged},tar=false,rewrite-timestamp=true");
+        let builder = self.builder_args();
+        let args = build_args(job);
+        let dockerfile = job.context.join("Dockerfile");
+        let context = &job.context;
+        eprintln!("    buildx: {} {}", job.reference(), platforms(job));
+        cmd!(sh, "docker buildx build {builder...} --progress=quiet {args...} --file={dockerfile} {output} {context}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("docker buildx could not build {}", job.reference()))?;
+        crate::pause::point("image-build");
+        fsutil::commit_dir(staging, &destination)
+    }
+
+    fn mount(&self, _sh: &Shell, job: &ImageJob, arch: Arch) -> Result<MountedRoot> {
+        let temp = tempfile::tempdir().context("cannot create a directory to unpack into")?;
+        let root = Utf8Path::from_path(temp.path())
+            .context("non-UTF-8 temp path")?
+            .to_owned();
+        oci::unpack_platform(&self.layout_of(job), arch, &root)
+            .with_context(|| format!("cannot unpack {} for {arch}", job.reference()))?;
+        Ok(MountedRoot {
+            path: root,
+            cleanup: Vec::new(),
+            unpacked: Some(temp),
+        })
+    }
+
+    fn sweep(&self, _sh: &Shell) -> Result<()> {
+        // BuildKit keeps its own state; our side is the layouts, each written through a
+        // staging directory that the next build of the same image sweeps.
+        Ok(())
+    }
+}
+
+fn platforms(job: &ImageJob) -> String {
+    job.arches
+        .iter()
+        .map(|a| a.platform())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_every_platform_in_index_order_without_attestations() {
+        let job = ImageJob {
+            repository: "kubelet".into(),
+            tag: "v1.26.0-alpine3.20".into(),
+            arches: Arch::ALL.to_vec(),
+            context: "/ctx".into(),
+            build_args: vec![("BASE_IMAGE".into(), "alpine:3.20.3@sha256:1".into())],
+            labels: vec![("org.opencontainers.image.version".into(), "v1.26.0".into())],
+            source_date_epoch: 1_670_529_103,
+        };
+        assert_eq!(
+            build_args(&job),
+            [
+                "--platform=linux/amd64,linux/arm64,linux/arm/v7",
+                "--provenance=false",
+                "--sbom=false",
+                "--build-arg=SOURCE_DATE_EPOCH=1670529103",
+                "--build-arg=BASE_IMAGE=alpine:3.20.3@sha256:1",
+                "--label=org.opencontainers.image.version=v1.26.0",
+            ]
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! Publishing an OCI layout with skopeo: every platform image first, then the index, each with
+//! its digest kept as built (`--preserve-digests`), to a registry or to the local OCI layout.
+
+use anyhow::{Context, Result};
+use camino::Utf8PathBuf;
+use xshell::{cmd, Shell};
+
+use super::buildah::oci_ref_name;
+use super::{is_loopback, ImageJob, Published, Publisher, Target};
+
+pub struct SkopeoPublisher {
+    /// The OCI layout each job was built into.
+    pub source: Box<dyn Fn(&ImageJob) -> Utf8PathBuf>,
+    pub target: Target,
+}
+
+impl SkopeoPublisher {
+    fn options(&self) -> Vec<String> {
+        let mut options = vec!["--all".to_owned(), "--preserve-digests".to_owned()];
+        if let Target::Registry { prefix } = &self.target {
+            if is_loopback(prefix) {
+                options.push("--dest-tls-verify=false".to_owned());
+            }
+        }
+        options
+    }
+}
+
+impl Publisher for SkopeoPublisher {
+    fn destination(&self, job: &ImageJob) -> String {
+        match &self.target {
+            Target::Registry { prefix } => {
+                format!("docker://{prefix}/{}:{}", job.repository, job.tag)
+            }
+            Target::OciLayout { dir } => format!("oci:{dir}:{}", oci_ref_name(job)),
+        }
+    }
+
+    fn publish(&self, sh: &Shell, job: &ImageJob) -> Result<Published> {
+        let source = format!("oci:{}", (self.source)(job));
+        let destination = self.destination(job);
+        if let Target::OciLayout { dir } = &self.target {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+        }
+        let digest_file = tempfile::NamedTempFile::new()?;
+        let digest_path = digest_file
+            .path()
+            .to_str()
+            .context("non-UTF-8 temp path")?
+            .to_owned();
+        let options = &self.options();
+        crate::retry::push_with_retry(&self.target.name(), &job.reference(), || {
+            // skopeo copies the platform images before the index that lists them.
+            let output = cmd!(
+                sh,
+                "skopeo copy --quiet {options...} --digestfile={digest_path} {source} {destination}"
+            )
+            .quiet()
+            .ignore_status()
+            .output()
+            .map_err(|err| err.to_string())?;
+            if output.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&output.stderr).into_owned())
+            }
+        })?;
+        let digest = std::fs::read_to_string(digest_file.path())?
+            .trim()
+            .to_owned();
+        Ok(Published {
+            reference: destination,
+            digest,
+        })
+    }
+}

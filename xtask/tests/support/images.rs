@@ -1,0 +1,295 @@
+//! Checks of a pushed release through the registry API, as a user pulling the images sees it:
+//! the six tags, each an index of exactly amd64, arm64 and arm/v7, the files, the shipped
+//! binaries, entrypoint, cmd and labels, and kubelet or kube-proxy running from every
+//! platform's unpacked root filesystem.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::fixtures;
+
+const EXPECTED_PLATFORMS: [(&str, Option<&str>); 3] =
+    [("amd64", None), ("arm64", None), ("arm", Some("v7"))];
+const TAG_SUFFIX: &str = "alpine3.20";
+
+
+
+fn skopeo(args: &[&str]) -> Vec<u8> {
+    let output = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "skopeo {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+fn inspect_raw(reference: &str) -> Value {
+    serde_json::from_slice(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]))
+    .unwrap()
+}
+
+fn inspect_config(reference: &str) -> Value {
+    serde_json::from_slice(&skopeo(&[
+        "inspect",
+        "--config",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]))
+    .unwrap()
+}
+
+/// Pulls one platform's image and unpacks its layers into a directory, as a runtime would.
+fn unpack(reference: &str, into: &Path) {
+    let layout = into.join("layout");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("oci:{}:image", layout.display()),
+    ]);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(manifest_digest)).unwrap(),
+    )
+    .unwrap();
+    let rootfs = into.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        let blob = layout.join("blobs/sha256").join(
+            layer["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        );
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(&blob)
+            .arg("-C")
+            .arg(&rootfs)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// Everything a user pulling the release from `prefix` relies on; `cache` holds the build's
+/// artifact manifests.
+pub fn check_pushed_release(prefix: &str, cache: &Path) {
+    let version = fixtures::KUBERNETES_TAG;
+    let images: [(&str, &str, &[&str]); 6] = [
+        ("kubelet", "", &["usr/local/bin/kubelet"]),
+        (
+            "kubelet",
+            "flannel-",
+            &[
+                "usr/local/bin/kubelet",
+                "usr/local/bin/install-cni",
+                "opt/cni/bin/flannel",
+                "opt/cni/bin/bridge",
+                "opt/cni/bin/host-local",
+                "opt/cni/bin/loopback",
+                "opt/cni/bin/portmap",
+            ],
+        ),
+        (
+            "kubelet",
+            "cni-",
+            &[
+                "usr/local/bin/kubelet",
+                "usr/local/bin/install-cni",
+                "opt/cni/bin/flannel",
+                "opt/cni/bin/vrf",
+                "opt/cni/bin/dhcp",
+            ],
+        ),
+        (
+            "kubelet",
+            "kubeadm-",
+            &[
+                "usr/local/bin/kubelet",
+                "usr/local/bin/kubeadm",
+                "usr/local/bin/crictl",
+            ],
+        ),
+        (
+            "kubelet",
+            "kubeadm-cni-",
+            &[
+                "usr/local/bin/kubeadm",
+                "usr/local/bin/crictl",
+                "opt/cni/bin/tuning",
+            ],
+        ),
+        ("kube-proxy", "", &["usr/local/bin/kube-proxy"]),
+    ];
+    let tags: Value = serde_json::from_slice(&skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{prefix}/kubelet"),
+    ]))
+    .unwrap();
+    assert_eq!(tags["Tags"].as_array().unwrap().len(), 5, "{tags}");
+
+    for (repository, variant, files) in images {
+        let reference = format!("{prefix}/{repository}:{version}-{variant}{TAG_SUFFIX}");
+        let index = inspect_raw(&reference);
+        let entries = index["manifests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{reference} is not an index: {index}"));
+        let platforms: Vec<(&str, Option<&str>)> = entries
+            .iter()
+            .map(|m| {
+                (
+                    m["platform"]["architecture"].as_str().unwrap(),
+                    m["platform"]["variant"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(platforms, EXPECTED_PLATFORMS, "{reference}");
+        for entry in entries {
+            assert_eq!(entry["platform"]["os"], "linux");
+            let digest = entry["digest"].as_str().unwrap();
+            let platform_ref = format!("{prefix}/{repository}@{digest}");
+            let config = inspect_config(&platform_ref);
+            check_config(repository, variant, &config["config"]);
+            let dir = tempfile::tempdir().unwrap();
+            unpack(&platform_ref, dir.path());
+            let rootfs = dir.path().join("rootfs");
+            for file in files {
+                assert!(
+                    rootfs.join(file).is_file(),
+                    "{reference} {digest} lacks /{file}"
+                );
+            }
+            assert!(
+                rootfs.join("etc/alpine-release").is_file(),
+                "built on the Alpine base"
+            );
+            if variant == "flannel-" {
+                let plugins = std::fs::read_dir(rootfs.join("opt/cni/bin"))
+                    .unwrap()
+                    .count();
+                assert_eq!(
+                    plugins, 5,
+                    "the flannel image carries only flannel's plugins"
+                );
+            }
+            let arch = entry["platform"]["architecture"].as_str().unwrap();
+            check_runs(&rootfs, repository, arch, version);
+            check_packing(cache, &rootfs, arch, files);
+        }
+    }
+}
+
+fn check_config(repository: &str, variant: &str, config: &Value) {
+    let entrypoint: Vec<&str> = config["Entrypoint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let cmd: Vec<&str> = config["Cmd"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap()).collect())
+        .unwrap_or_default();
+    if repository == "kube-proxy" {
+        assert_eq!(entrypoint, ["kube-proxy"]);
+        return;
+    }
+    assert_eq!(entrypoint, ["kubelet"], "{variant}");
+    assert_eq!(cmd[0], "--config=/var/lib/kubelet/config.yaml");
+    assert!(
+        cmd.contains(&"--container-runtime=remote"),
+        "1.26 still has --container-runtime: {cmd:?}"
+    );
+    assert!(
+        !cmd.iter().any(|a| a.starts_with("--network-plugin")),
+        "gone since 1.24: {cmd:?}"
+    );
+    assert_eq!(
+        config["Labels"]["org.opencontainers.image.version"],
+        fixtures::KUBERNETES_TAG
+    );
+    assert_eq!(
+        config["Labels"]["org.opencontainers.image.created"],
+        "2022-12-08T19:51:43Z"
+    );
+}
+
+fn qemu_for(arch: &str) -> Option<&'static str> {
+    match arch {
+        "amd64" => None,
+        "arm64" => Some("qemu-aarch64-static"),
+        _ => Some("qemu-arm-static"),
+    }
+}
+
+fn check_runs(rootfs: &Path, repository: &str, arch: &str, version: &str) {
+    let program = rootfs.join("usr/local/bin").join(repository);
+    let output = match qemu_for(arch) {
+        Some(qemu) => Command::new(qemu)
+            .arg(&program)
+            .arg("--version")
+            .output()
+            .unwrap(),
+        None => Command::new(&program).arg("--version").output().unwrap(),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(&format!("Kubernetes {version}")),
+        "{repository} {arch}: {text}"
+    );
+}
+
+/// The image holds exactly the shipped binaries, and on arm the tools are the packed ones.
+fn check_packing(cache: &Path, rootfs: &Path, arch: &str, files: &[&str]) {
+    let arch_dir = if arch == "arm" { "armv7" } else { arch };
+    let manifest_path = cache
+        .join("out")
+        .join(fixtures::KUBERNETES_TAG)
+        .join(arch_dir)
+        .join("manifest.json");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    for file in files {
+        let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+        let Some(record) = manifest["binaries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+        else {
+            continue; // install-cni is a script, not a built binary
+        };
+        let bytes = std::fs::read(rootfs.join(file)).unwrap();
+        let digest = xtask::fsutil::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        assert_eq!(
+            record["sha256"].as_str().unwrap(),
+            digest,
+            "{arch} {name}: the image holds the shipped binary"
+        );
+        let is_daemon = name == "kubelet" || name == "kube-proxy";
+        if !is_daemon && arch != "amd64" {
+            assert!(
+                record["packed_size"].is_u64(),
+                "{arch} {name} should ship packed: {record}"
+            );
+        }
+    }
+}
+
