@@ -82,7 +82,7 @@ pub fn push_with_retry(
             .trim();
         match classify(&stderr) {
             Failure::Auth => bail!(
-                "registry {registry} refused our credentials for {image} ({last_line}); log in with `buildah login {registry}` or check the token's push rights"
+                "registry {registry} refused our credentials for {image} ({last_line}); log in with `buildah login {registry}` (or `docker login` for buildx) or check the token's push rights"
             ),
             Failure::Permanent => bail!("cannot push {image} to {registry}: {last_line}"),
             Failure::Transient if attempt == ATTEMPTS => bail!(
