@@ -322,6 +322,8 @@ impl Buildkit {
             std::thread::sleep(Duration::from_millis(100));
         }
         let docker_config = tempfile::tempdir().unwrap();
+        // buildah and skopeo read their credentials from DOCKER_CONFIG too, and want the file.
+        std::fs::write(docker_config.path().join("config.json"), "{}").unwrap();
         let builder = format!("ck-e2e-{}", std::process::id());
         let status = Command::new("docker")
             .args(["buildx", "create", "--name", &builder, "--driver", "remote"])
