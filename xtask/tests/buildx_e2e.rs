@@ -45,12 +45,22 @@ fn buildx_builds_and_pushes_every_image_as_a_multi_arch_index() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "cargo xtask {}:\n{stderr}", args.join(" "));
+        assert!(
+            output.status.success(),
+            "cargo xtask {}:\n{stderr}",
+            args.join(" ")
+        );
         stderr
     };
     // The base image is made with buildah from Alpine's minirootfs: Docker Hub is out of reach.
     let minirootfs = support::minirootfs_dir();
-    xtask(&["base", "--minirootfs", minirootfs.to_str().unwrap(), "--registry", &prefix]);
+    xtask(&[
+        "base",
+        "--minirootfs",
+        minirootfs.to_str().unwrap(),
+        "--registry",
+        &prefix,
+    ]);
     let base = format!("{prefix}/alpine:3.20.3");
     // No --builder: where a buildx builder answers, it is the default.
     let log = xtask(&[

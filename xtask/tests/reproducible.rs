@@ -18,7 +18,8 @@ fn two_clean_builds_give_identical_binaries_and_image_digests() {
         "docker-registry",
         "qemu-aarch64-static",
     ];
-    if !support::tools_present("reproducible", &tools) || !support::minirootfs_present("reproducible")
+    if !support::tools_present("reproducible", &tools)
+        || !support::minirootfs_present("reproducible")
     {
         return;
     }
@@ -39,8 +40,18 @@ fn two_clean_builds_give_identical_binaries_and_image_digests() {
     };
     let prefix = format!("{}/ck", registry.address);
     let minirootfs = support::minirootfs_dir();
-    let base = xtask(&["base", "--minirootfs", minirootfs.to_str().unwrap(), "--registry", &prefix]);
-    assert!(base.status.success(), "{}", String::from_utf8_lossy(&base.stderr));
+    let base = xtask(&[
+        "base",
+        "--minirootfs",
+        minirootfs.to_str().unwrap(),
+        "--registry",
+        &prefix,
+    ]);
+    assert!(
+        base.status.success(),
+        "{}",
+        String::from_utf8_lossy(&base.stderr)
+    );
 
     let base_image = format!("{prefix}/alpine:3.20.3");
     let output = xtask(&[
@@ -68,12 +79,21 @@ fn two_clean_builds_give_identical_binaries_and_image_digests() {
         "image kubelet_v1.26.0-kubeadm-cni-alpine3.20 sha256:",
         "image kube-proxy_v1.26.0-alpine3.20 sha256:",
     ] {
-        assert!(stdout.contains(artifact), "{artifact} missing from:\n{stdout}");
+        assert!(
+            stdout.contains(artifact),
+            "{artifact} missing from:\n{stdout}"
+        );
     }
     // Both builds really happened, each in its own cache.
     for build in ["first", "second"] {
-        let out = cache.join("reproducible/v1.26.0").join(build).join("out/v1.26.0/arm64/bin");
-        assert!(out.join("kubelet").is_file(), "{build} build has no kubelet");
+        let out = cache
+            .join("reproducible/v1.26.0")
+            .join(build)
+            .join("out/v1.26.0/arm64/bin");
+        assert!(
+            out.join("kubelet").is_file(),
+            "{build} build has no kubelet"
+        );
     }
     assert!(stderr.contains("build 2 of 2"), "{stderr}");
 }

@@ -150,7 +150,6 @@ pub struct BuildahPublisher {
     pub target: Target,
 }
 
-
 impl Publisher for BuildahPublisher {
     fn destination(&self, job: &ImageJob) -> String {
         match &self.target {

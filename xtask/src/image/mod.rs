@@ -233,7 +233,15 @@ pub fn build_images(
         };
         builder.build(sh, &job)?;
         for &arch in &job.arches {
-            check_platform(sh, builder.as_ref(), &job, image, release, arch, options.packages)?;
+            check_platform(
+                sh,
+                builder.as_ref(),
+                &job,
+                image,
+                release,
+                arch,
+                options.packages,
+            )?;
         }
         let result = publisher.publish(sh, &job)?;
         eprintln!("    published {} {}", result.reference, result.digest);
@@ -277,7 +285,11 @@ fn backends(
 /// What the image step needs, checked before a release spends its time compiling: returns
 /// the builder to use.
 pub fn preflight(sh: &Shell, options: &ImageOptions) -> Result<BuilderKind> {
-    let kind = choose_builder(sh, options.args.builder, options.args.buildx_builder.as_deref())?;
+    let kind = choose_builder(
+        sh,
+        options.args.builder,
+        options.args.buildx_builder.as_deref(),
+    )?;
     check_emulation(&options.arches, options.packages)?;
     Ok(kind)
 }
@@ -312,7 +324,9 @@ fn choose_builder(
 
 fn skopeo_present() -> Result<()> {
     which::which("skopeo").map_err(|_| {
-        anyhow::anyhow!("the buildx builder publishes with skopeo, which is missing: `apt-get install skopeo`")
+        anyhow::anyhow!(
+            "the buildx builder publishes with skopeo, which is missing: `apt-get install skopeo`"
+        )
     })?;
     Ok(())
 }

@@ -138,7 +138,9 @@ pub fn unpack_platform(layout: &Utf8Path, arch: Arch, root: &Utf8Path) -> Result
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             if let Some(hidden) = file_name.strip_prefix(WHITEOUT) {
-                let dir = root.as_std_path().join(name.parent().unwrap_or(Path::new("")));
+                let dir = root
+                    .as_std_path()
+                    .join(name.parent().unwrap_or(Path::new("")));
                 if hidden == OPAQUE {
                     for child in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                         remove_any(&child.path())?;
@@ -165,8 +167,9 @@ fn remove_any(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path)
             .with_context(|| format!("cannot remove {}", path.display())),
-        Ok(_) => std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove {}", path.display())),
+        Ok(_) => {
+            std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))
+        }
         Err(_) => Ok(()),
     }
 }

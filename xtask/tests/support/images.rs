@@ -14,8 +14,6 @@ const EXPECTED_PLATFORMS: [(&str, Option<&str>); 3] =
     [("amd64", None), ("arm64", None), ("arm", Some("v7"))];
 const TAG_SUFFIX: &str = "alpine3.20";
 
-
-
 fn skopeo(args: &[&str]) -> Vec<u8> {
     let output = Command::new("skopeo").args(args).output().unwrap();
     assert!(
@@ -292,4 +290,3 @@ fn check_packing(cache: &Path, rootfs: &Path, arch: &str, files: &[&str]) {
         }
     }
 }
-

@@ -308,7 +308,10 @@ impl Buildkit {
             .arg("--addr")
             .arg(format!("unix://{}", socket.display()))
             // No overlay mounts to leave behind when the test ends.
-            .args(["--oci-worker-snapshotter=native", "--containerd-worker=false"])
+            .args([
+                "--oci-worker-snapshotter=native",
+                "--containerd-worker=false",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
