@@ -85,10 +85,8 @@ fn a_missing_python_for_zig_says_how_to_get_zig_and_builds_nothing() {
     if !support::tools_present("missing_python", &["go"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let repos = fixtures::create(&work.path().join("upstream"));
-    let manifest = work.path().join("upstream.toml");
-    std::fs::write(&manifest, fixtures::manifest(&repos, &support::host_go())).unwrap();
+    let upstream = support::FixtureUpstream::create();
+    let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let cache = work.path().join("cache");
     let output = xtask_with_tools(
         &["build", fixtures::KUBERNETES_TAG, "--arch", "arm64"],

@@ -11,25 +11,15 @@ use support::{fixtures, images};
 
 #[test]
 fn buildx_builds_and_pushes_every_image_as_a_multi_arch_index() {
-    let tools = [
-        "go",
-        "python3",
-        "buildah",
-        "skopeo",
-        "docker-registry",
-        "qemu-aarch64-static",
-        "qemu-arm-static",
-    ];
-    if !support::tools_present("buildx_e2e", &tools)
+    if !support::tools_present("buildx_e2e", &support::PIPELINE_TOOLS)
+        || !support::tools_present("buildx_e2e", &["qemu-arm-static"])
         || !support::buildx_present("buildx_e2e")
         || !support::minirootfs_present("buildx_e2e")
     {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let repos = fixtures::create(&work.path().join("upstream"));
-    let manifest = work.path().join("upstream.toml");
-    std::fs::write(&manifest, fixtures::manifest(&repos, &support::host_go())).unwrap();
+    let upstream = support::FixtureUpstream::create();
+    let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let registry = support::Registry::start();
     let buildkit = support::Buildkit::start(&registry.address);
     let prefix = format!("{}/ck", registry.address);

@@ -136,23 +136,13 @@ fn has_entry_named(dir: &Path, pattern: &str) -> bool {
 
 #[test]
 fn a_run_killed_in_any_step_resumes_to_the_same_result() {
-    let tools = [
-        "go",
-        "python3",
-        "buildah",
-        "skopeo",
-        "docker-registry",
-        "qemu-aarch64-static",
-    ];
-    if !support::tools_present("interruption", &tools)
+    if !support::tools_present("interruption", &support::PIPELINE_TOOLS)
         || !support::minirootfs_present("interruption")
     {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let repos = fixtures::create(&work.path().join("upstream"));
-    let manifest = work.path().join("upstream.toml");
-    std::fs::write(&manifest, fixtures::manifest(&repos, &support::host_go())).unwrap();
+    let upstream = support::FixtureUpstream::create();
+    let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let registry = support::Registry::start();
     let status = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["base", "--minirootfs"])

@@ -10,23 +10,13 @@ use support::fixtures;
 
 #[test]
 fn two_clean_builds_give_identical_binaries_and_image_digests() {
-    let tools = [
-        "go",
-        "python3",
-        "buildah",
-        "skopeo",
-        "docker-registry",
-        "qemu-aarch64-static",
-    ];
-    if !support::tools_present("reproducible", &tools)
+    if !support::tools_present("reproducible", &support::PIPELINE_TOOLS)
         || !support::minirootfs_present("reproducible")
     {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let repos = fixtures::create(&work.path().join("upstream"));
-    let manifest = work.path().join("upstream.toml");
-    std::fs::write(&manifest, fixtures::manifest(&repos, &support::host_go())).unwrap();
+    let upstream = support::FixtureUpstream::create();
+    let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let registry = support::Registry::start();
     let cache = work.path().join("cache");
     let xtask = |args: &[&str]| {

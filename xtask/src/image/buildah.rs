@@ -152,12 +152,7 @@ pub struct BuildahPublisher {
 
 impl Publisher for BuildahPublisher {
     fn destination(&self, job: &ImageJob) -> String {
-        match &self.target {
-            Target::Registry { prefix } => {
-                format!("docker://{prefix}/{}:{}", job.repository, job.tag)
-            }
-            Target::OciLayout { dir } => format!("oci:{dir}:{}", oci_ref_name(job)),
-        }
+        self.target.destination(job)
     }
 
     fn publish(&self, sh: &Shell, job: &ImageJob) -> Result<Published> {

@@ -95,6 +95,16 @@ impl Target {
         }
     }
 
+    /// Where a job's index goes, as buildah and skopeo spell it.
+    pub fn destination(&self, job: &ImageJob) -> String {
+        match self {
+            Target::Registry { prefix } => {
+                format!("docker://{prefix}/{}:{}", job.repository, job.tag)
+            }
+            Target::OciLayout { dir } => format!("oci:{dir}:{}", buildah::oci_ref_name(job)),
+        }
+    }
+
     /// The registry, or the layout's directory, for messages.
     pub fn name(&self) -> String {
         match self {

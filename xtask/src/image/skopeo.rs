@@ -5,7 +5,6 @@ use anyhow::{Context, Result};
 use camino::Utf8PathBuf;
 use xshell::{cmd, Shell};
 
-use super::buildah::oci_ref_name;
 use super::{is_loopback, ImageJob, Published, Publisher, Target};
 
 pub struct SkopeoPublisher {
@@ -28,12 +27,7 @@ impl SkopeoPublisher {
 
 impl Publisher for SkopeoPublisher {
     fn destination(&self, job: &ImageJob) -> String {
-        match &self.target {
-            Target::Registry { prefix } => {
-                format!("docker://{prefix}/{}:{}", job.repository, job.tag)
-            }
-            Target::OciLayout { dir } => format!("oci:{dir}:{}", oci_ref_name(job)),
-        }
+        self.target.destination(job)
     }
 
     fn publish(&self, sh: &Shell, job: &ImageJob) -> Result<Published> {

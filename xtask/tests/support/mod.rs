@@ -175,6 +175,32 @@ pub fn minirootfs_present(test: &str) -> bool {
     false
 }
 
+/// The tools a fixture release with buildah, a registry and arm64 checks needs.
+pub const PIPELINE_TOOLS: [&str; 6] = [
+    "go",
+    "python3",
+    "buildah",
+    "skopeo",
+    "docker-registry",
+    "qemu-aarch64-static",
+];
+
+/// The fixture repositories in a fresh directory, and a manifest that pins them.
+pub struct FixtureUpstream {
+    pub work: tempfile::TempDir,
+    pub manifest: std::path::PathBuf,
+}
+
+impl FixtureUpstream {
+    pub fn create() -> FixtureUpstream {
+        let work = tempfile::tempdir().unwrap();
+        let repos = fixtures::create(&work.path().join("upstream"));
+        let manifest = work.path().join("upstream.toml");
+        std::fs::write(&manifest, fixtures::manifest(&repos, &host_go())).unwrap();
+        FixtureUpstream { work, manifest }
+    }
+}
+
 /// Files below `root` whose names say a run left them half-done.
 pub fn leftovers(root: &Path) -> Vec<String> {
     let mut found = Vec::new();
