@@ -52,6 +52,8 @@ fn two_clean_builds_give_identical_binaries_and_image_digests() {
         "--image",
         "kubelet-kubeadm-cni,kube-proxy",
         "--skip-packages",
+        "--builder",
+        "buildah",
         "--base-image",
         &base_image,
     ]);

@@ -56,17 +56,39 @@ pub fn check_available(sh: &Shell, builder: Option<&str>) -> Result<()> {
         .run()
         .context("docker has no buildx plugin; install docker-buildx (https://github.com/docker/buildx#installing) or use --builder buildah")?;
     let name: Vec<&str> = builder.into_iter().collect();
-    cmd!(sh, "docker buildx inspect --bootstrap {name...}")
+    let output = cmd!(sh, "docker buildx inspect --bootstrap {name...}")
         .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .with_context(|| {
-            format!(
-                "the buildx builder {} does not answer; start it (`docker buildx create --use`, or a remote BuildKit with `docker buildx create --driver remote ADDRESS`) or use --builder buildah",
-                builder.unwrap_or("in use")
-            )
-        })
+        .ignore_status()
+        .output()
+        .context("cannot run docker buildx inspect")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if output.status.success() && builder_is_running(&text) {
+        return Ok(());
+    }
+    let why = text
+        .lines()
+        .find(|l| l.starts_with("Error:"))
+        .map_or("it is not running".to_owned(), |l| l.trim().to_owned());
+    bail!(
+        "the buildx builder {} does not answer ({why}); start one (`docker buildx create --use`, or a remote BuildKit with `docker buildx create --driver remote ADDRESS`) or use --builder buildah",
+        builder.unwrap_or("in use")
+    )
+}
+
+/// `docker buildx inspect` exits 0 even for a builder whose daemon is gone: it only says so.
+/// A builder answers when it reports no error and at least one node is running.
+pub fn builder_is_running(inspect: &str) -> bool {
+    let field = |line: &str, name: &str| line.strip_prefix(name).map(|rest| rest.trim().to_owned());
+    let mut running = false;
+    for line in inspect.lines() {
+        if field(line, "Error:").is_some() {
+            return false;
+        }
+        if field(line, "Status:").as_deref() == Some("running") {
+            running = true;
+        }
+    }
+    running
 }
 
 /// The `--build-arg`/`--label` arguments, and the platforms, in the job's order.
@@ -146,6 +168,18 @@ fn platforms(job: &ImageJob) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_builder_answers_only_when_a_node_runs_and_nothing_failed() {
+        // What buildx v0.37.2 printed here for the default builder without a Docker engine,
+        // and for a BuildKit daemon reached through the remote driver.
+        let no_engine = "Name:   default\nDriver: \nError:  failed to connect to the docker API at unix:///var/run/docker.sock\n\nNodes:\n";
+        let remote = "Name:          probe\nDriver:        remote\n\nNodes:\nName:             probe0\nEndpoint:         unix:///tmp/bk.sock\nStatus:           running\nBuildKit version: v0.33.1\nPlatforms:        linux/amd64, linux/arm64, linux/arm/v7\n";
+        let stopped = remote.replace("Status:           running", "Status:           inactive");
+        assert!(!builder_is_running(no_engine));
+        assert!(builder_is_running(remote));
+        assert!(!builder_is_running(&stopped));
+    }
 
     #[test]
     fn builds_every_platform_in_index_order_without_attestations() {
