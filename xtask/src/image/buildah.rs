@@ -242,9 +242,19 @@ pub fn silent_push_failure(debug: &[&str]) -> String {
             let code: u16 = rest.get(..3)?.parse().ok()?;
             (code >= 400).then(|| (code, message(l)))
         });
-    match status {
-        Some((code, line)) => format!("{} ({line})", http_status_text(code)),
-        None => format!(
+    let network_error = debug
+        .iter()
+        .rev()
+        .filter(|l| !l.contains("/v1/_ping"))
+        .find_map(|l| {
+            let text = message(l);
+            let (_, error) = text.split_once(" err ")?;
+            Some(error.split(" (&").next().unwrap_or_default().to_owned())
+        });
+    match (status, network_error) {
+        (Some((code, line)), _) => format!("{} ({line})", http_status_text(code)),
+        (None, Some(error)) => error,
+        (None, None) => format!(
             "buildah exited 0 but pushed nothing; its last words: {}",
             debug.last().map_or("none".to_owned(), |l| message(l))
         ),
@@ -284,6 +294,10 @@ mod tests {
 time="2026-11-21T19:22:20Z" level=debug msg="HEAD http://127.0.0.1:5001/v2/ck/alpine/blobs/sha256:6296"
 time="2026-11-21T19:22:20Z" level=debug msg="... not authorized"
 time="2026-11-21T19:22:20Z" level=debug msg="shutting down the store""#;
+    const REFUSED_CONNECTION: &str = r#"time="2026-11-21T20:03:07Z" level=debug msg="Ping http://127.0.0.1:1/v2/ err Get \"http://127.0.0.1:1/v2/\": dial tcp 127.0.0.1:1: connect: connection refused (&url.Error{Op:\"Get\", URL:\"http://127.0.0.1:1/v2/\", Err:(*net.OpError)(0xc000148870)})"
+time="2026-11-21T20:03:07Z" level=debug msg="GET https://127.0.0.1:1/v1/_ping"
+time="2026-11-21T20:03:07Z" level=debug msg="Ping http://127.0.0.1:1/v1/_ping err Get \"http://127.0.0.1:1/v1/_ping\": dial tcp 127.0.0.1:1: connect: connection refused (&url.Error{Op:\"Get\", URL:\"http://127.0.0.1:1/v1/_ping\", Err:(*net.OpError)(0xc0001489b0)})"
+time="2026-11-21T20:03:07Z" level=debug msg="shutting down the store""#;
     const OVERLOADED: &str = r#"time="2026-11-21T19:22:30Z" level=debug msg="GET http://127.0.0.1:5002/v2/"
 time="2026-11-21T19:22:30Z" level=debug msg="Ping http://127.0.0.1:5002/v2/ status 503"
 time="2026-11-21T19:22:30Z" level=debug msg="Ping http://127.0.0.1:5002/v1/_ping status 503"
@@ -300,6 +314,14 @@ time="2026-11-21T19:22:30Z" level=debug msg="shutting down the store""#;
         let reason = silent_push_failure(&lines);
         assert!(reason.starts_with("503 Service Unavailable ("), "{reason}");
         assert!(reason.contains("/v2/"), "{reason}");
+        assert_eq!(classify(&reason), Failure::Transient);
+
+        let lines: Vec<&str> = REFUSED_CONNECTION.lines().collect();
+        let reason = silent_push_failure(&lines);
+        assert_eq!(
+            reason,
+            "Get \"http://127.0.0.1:1/v2/\": dial tcp 127.0.0.1:1: connect: connection refused"
+        );
         assert_eq!(classify(&reason), Failure::Transient);
 
         let reason = silent_push_failure(&["level=debug msg=\"shutting down the store\""]);
