@@ -48,7 +48,14 @@ impl flags::VerifyReproducible {
             .iter()
             .map(|name| cx.layout.with_cache(root.join(name)))
             .collect();
-        if !self.compare_only {
+        if self.compare_only {
+            if let Some(missing) = builds.iter().find(|b| !b.cache().exists()) {
+                bail!(
+                    "there is no build to compare in {}; run `cargo xtask verify-reproducible {version}` without --compare-only",
+                    missing.cache()
+                );
+            }
+        } else {
             for (number, layout) in builds.iter().enumerate() {
                 eprintln!(
                     "==> reproducibility: build {} of {} of {version} in {}",
