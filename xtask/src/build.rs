@@ -56,14 +56,9 @@ impl flags::Build {
             return Ok(());
         }
         let _lock = CacheLock::acquire(&cx.layout)?;
+        let options = BuildOptions::new(arches, compilers, &self.compiler);
         for release in releases {
             let sources = fetch_release(sh, &cx, release, &self.source)?;
-            let options = BuildOptions {
-                arches: arches.clone(),
-                compilers: compilers.clone(),
-                strict: self.compiler.strict,
-                pack_daemons: self.compiler.pack_daemons,
-            };
             let manifests = build_release(
                 sh,
                 &cx.layout,
@@ -85,6 +80,21 @@ pub struct BuildOptions {
     pub compilers: BTreeMap<Arch, CCompiler>,
     pub strict: bool,
     pub pack_daemons: bool,
+}
+
+impl BuildOptions {
+    pub fn new(
+        arches: Vec<Arch>,
+        compilers: BTreeMap<Arch, CCompiler>,
+        flags: &flags::CompilerArgs,
+    ) -> BuildOptions {
+        BuildOptions {
+            arches,
+            compilers,
+            strict: flags.strict,
+            pack_daemons: flags.pack_daemons,
+        }
+    }
 }
 
 /// Builds `binaries` of `release` for every selected architecture from fetched `sources`.

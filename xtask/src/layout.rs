@@ -29,14 +29,11 @@ impl Layout {
     /// The workspace this xtask was built from, with its cache under cargo's target directory.
     pub fn discover() -> Result<Layout> {
         let root = workspace_root();
-        let cache = match std::env::var(CACHE_DIR_ENV) {
-            Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
-            _ => target_dir(&root)?.join(CACHE_DIR_NAME),
+        let cache = match path_from_env(CACHE_DIR_ENV) {
+            Some(dir) => dir,
+            None => target_dir(&root)?.join(CACHE_DIR_NAME),
         };
-        let tools = match std::env::var(TOOL_CACHE_DIR_ENV) {
-            Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
-            _ => cache.clone(),
-        };
+        let tools = path_from_env(TOOL_CACHE_DIR_ENV).unwrap_or_else(|| cache.clone());
         Ok(Layout { root, cache, tools })
     }
 
@@ -67,10 +64,7 @@ impl Layout {
     }
 
     pub fn manifest(&self) -> Utf8PathBuf {
-        match std::env::var(MANIFEST_ENV) {
-            Ok(path) if !path.is_empty() => Utf8PathBuf::from(path),
-            _ => self.root.join(MANIFEST_FILE),
-        }
+        path_from_env(MANIFEST_ENV).unwrap_or_else(|| self.root.join(MANIFEST_FILE))
     }
 
     pub fn dockerfiles(&self) -> Utf8PathBuf {
@@ -150,6 +144,14 @@ impl Layout {
     pub fn reproducible(&self, version: KubeVersion) -> Utf8PathBuf {
         self.cache.join("reproducible").join(version.to_string())
     }
+}
+
+/// A path an environment variable overrides; unset and empty both mean "no override".
+fn path_from_env(name: &str) -> Option<Utf8PathBuf> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .map(Utf8PathBuf::from)
 }
 
 fn workspace_root() -> Utf8PathBuf {

@@ -40,14 +40,8 @@ impl flags::Release {
             return Ok(());
         }
         let _lock = CacheLock::acquire(&cx.layout)?;
-        let options = BuildOptions {
-            arches: arches.clone(),
-            compilers: compilers.clone(),
-            strict: self.compiler.strict,
-            pack_daemons: self.compiler.pack_daemons,
-        };
-        let image_options = ImageOptions::from_flags(&self.image, arches.clone())?;
-        crate::image::preflight(sh, &image_options)?;
+        let options = BuildOptions::new(arches.clone(), compilers, &self.compiler);
+        let image_options = ImageOptions::new(sh, &self.image, arches.clone())?;
         for release in &releases {
             let sources = fetch_release(sh, &cx, release, &self.source)?;
             let binaries = rules::binaries(release);

@@ -13,10 +13,8 @@ fn a_second_run_waits_for_the_cache_lock() {
     if !support::tools_present("concurrency", &["go"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    let repos = fixtures::create(&work.path().join("upstream"));
-    let manifest = work.path().join("upstream.toml");
-    std::fs::write(&manifest, fixtures::manifest(&repos, &support::host_go())).unwrap();
+    let upstream = support::FixtureUpstream::create();
+    let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let cache = work.path().join("cache");
     std::fs::create_dir_all(cache.join("locks")).unwrap();
 

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use support::{fixtures, images};
@@ -32,33 +32,16 @@ fn xtask(env: &Env, args: &[&str]) -> String {
 
 #[test]
 fn release_builds_and_pushes_every_image_as_a_multi_arch_index() {
-    let tools = [
-        "go",
-        "python3",
-        "buildah",
-        "skopeo",
-        "docker-registry",
-        "qemu-aarch64-static",
-        "qemu-arm-static",
-        "tar",
-    ];
-    if !support::tools_present("release_e2e", &tools) {
+    if !support::tools_present("release_e2e", &support::PIPELINE_TOOLS)
+        || !support::tools_present("release_e2e", &["qemu-arm-static", "tar"])
+        || !support::minirootfs_present("release_e2e")
+    {
         return;
     }
-    if !support::minirootfs_dir().join("SHA512SUMS").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs ../shared/fixtures beside the clone"
-        );
-        eprintln!("E2E-SKIPPED release_e2e: no ../shared/fixtures");
-        return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let repos = fixtures::create(&work.path().join("upstream"));
-    let manifest = work.path().join("upstream.toml");
-    std::fs::write(&manifest, fixtures::manifest(&repos, &support::host_go())).unwrap();
+    let upstream = support::FixtureUpstream::create();
+    let manifest = upstream.manifest.clone();
     // Toolchains and compiler caches persist between runs; outputs and sources do not.
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
+    let cache = support::tool_cache();
     for stale in ["sources", "out", "images", "buildah", "oci"] {
         std::fs::remove_dir_all(cache.join(stale)).ok();
     }
@@ -99,12 +82,8 @@ fn release_builds_and_pushes_every_image_as_a_multi_arch_index() {
 #[test]
 fn a_refusing_registry_is_retried_then_named_in_one_error() {
     if !support::tools_present("refusing_registry", &["buildah"])
-        || !support::minirootfs_dir().join("SHA512SUMS").exists()
+        || !support::minirootfs_present("refusing_registry")
     {
-        assert!(
-            std::env::var_os("CI").is_none() || support::minirootfs_dir().exists(),
-            "CI needs ../shared/fixtures"
-        );
         return;
     }
     let cache = tempfile::tempdir().unwrap();

@@ -175,10 +175,7 @@ impl Publisher for BuildahPublisher {
         }
         // `--all` pushes every platform's image before the list, so a failed push never
         // leaves an index that points at missing manifests.
-        let registry = match &self.target {
-            Target::Registry { prefix } => prefix.clone(),
-            Target::OciLayout { dir } => dir.to_string(),
-        };
+        let registry = self.target.name();
         let options = &options;
         crate::retry::push_with_retry(&registry, &job.reference(), || {
             // Debug logging, because buildah 1.28's `manifest push --all` drops the error of a

@@ -168,6 +168,8 @@ pub struct ImageOptions {
     pub arches: Vec<Arch>,
     pub images: Vec<Image>,
     pub packages: Packages,
+    /// The builder, chosen and checked once, before a release spends its time compiling.
+    pub builder: BuilderKind,
     pub args: ImageArgs,
 }
 
@@ -175,7 +177,7 @@ impl flags::Image {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let cx = Cx::load()?;
         let releases = cx.releases(&self.versions)?;
-        let options = ImageOptions::from_flags(&self.image, self.arches.selected())?;
+        let options = ImageOptions::new(sh, &self.image, self.arches.selected())?;
         let _lock = CacheLock::acquire(&cx.layout)?;
         for release in releases {
             for published in build_images(sh, &cx.layout, release, &options)? {
@@ -187,7 +189,8 @@ impl flags::Image {
 }
 
 impl ImageOptions {
-    pub fn from_flags(args: &ImageArgs, arches: Vec<Arch>) -> Result<ImageOptions> {
+    /// The options the flags ask for, with the image builder chosen and checked to be usable.
+    pub fn new(sh: &Shell, args: &ImageArgs, arches: Vec<Arch>) -> Result<ImageOptions> {
         let images = if args.images.is_empty() {
             Image::ALL.to_vec()
         } else {
@@ -209,10 +212,13 @@ impl ImageOptions {
         } else {
             Packages::Install
         };
+        let builder = choose_builder(sh, args.builder, args.buildx_builder.as_deref())?;
+        check_emulation(&arches, packages)?;
         Ok(ImageOptions {
             arches,
             images,
             packages,
+            builder,
             args: args.clone(),
         })
     }
@@ -225,7 +231,7 @@ pub fn build_images(
     release: &Release,
     options: &ImageOptions,
 ) -> Result<Vec<Published>> {
-    let (builder, publisher) = backends(sh, layout, options)?;
+    let (builder, publisher) = backends(layout, options);
     let base = base_image(release, &options.args);
     eprintln!("==> images of {} from {base}", release.version);
     builder.sweep(sh)?;
@@ -263,14 +269,10 @@ pub fn build_images(
     Ok(published)
 }
 
-/// The builder and publisher the options ask for, checked to be usable.
-fn backends(
-    sh: &Shell,
-    layout: &Layout,
-    options: &ImageOptions,
-) -> Result<(Box<dyn Builder>, Box<dyn Publisher>)> {
+/// The builder and publisher of the options' builder kind.
+fn backends(layout: &Layout, options: &ImageOptions) -> (Box<dyn Builder>, Box<dyn Publisher>) {
     let target = Target::new(options.args.registry.as_deref(), layout);
-    Ok(match preflight(sh, options)? {
+    match options.builder {
         BuilderKind::Buildah => {
             let store = Buildah::new(layout);
             (
@@ -280,28 +282,15 @@ fn backends(
         }
         BuilderKind::Buildx => {
             let buildx = Buildx::new(layout, options.args.buildx_builder.clone());
-            let layouts = buildx.clone();
             (
-                Box::new(buildx),
+                Box::new(buildx.clone()),
                 Box::new(SkopeoPublisher {
-                    source: Box::new(move |job| layouts.layout_of(job)),
+                    source: buildx,
                     target,
                 }),
             )
         }
-    })
-}
-
-/// What the image step needs, checked before a release spends its time compiling: returns
-/// the builder to use.
-pub fn preflight(sh: &Shell, options: &ImageOptions) -> Result<BuilderKind> {
-    let kind = choose_builder(
-        sh,
-        options.args.builder,
-        options.args.buildx_builder.as_deref(),
-    )?;
-    check_emulation(&options.arches, options.packages)?;
-    Ok(kind)
+    }
 }
 
 /// buildx where it is asked for, or where it is present with a builder that answers; buildah

@@ -1,5 +1,6 @@
 //! Reading an OCI image layout: the named index, its platform manifests, configs and layers.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 
@@ -11,45 +12,40 @@ use serde_json::Value;
 /// The annotation an OCI layout names its images by.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-/// The top-level entry named `name` in the layout's index.json.
-pub fn index_entry(layout: &Utf8Path, name: &str) -> Result<Value> {
-    let top: Value = serde_json::from_slice(
-        &std::fs::read(layout.join("index.json"))
-            .with_context(|| format!("no OCI layout at {layout}; build the images first"))?,
-    )?;
-    top["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["annotations"][REF_NAME] == name)
-        .cloned()
-        .with_context(|| format!("{layout} has no image {name}; build it first"))
+/// The layout's index.json.
+fn top_index(layout: &Utf8Path) -> Result<Value> {
+    let path = layout.join("index.json");
+    let bytes = std::fs::read(&path)
+        .with_context(|| format!("no OCI layout at {layout}; build the images first"))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{path} is not JSON"))
 }
 
-/// Every name the layout's index.json holds, sorted.
-pub fn ref_names(layout: &Utf8Path) -> Result<Vec<String>> {
-    let path = layout.join("index.json");
-    let top: Value = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("cannot read {path}"))?,
-    )
-    .with_context(|| format!("{path} is not JSON"))?;
-    let mut names: Vec<String> = top["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["annotations"][REF_NAME].as_str().map(str::to_owned))
-        .collect();
-    names.sort();
-    Ok(names)
+/// The digest of an index or manifest entry.
+pub fn entry_digest(entry: &Value) -> Result<String> {
+    entry["digest"]
+        .as_str()
+        .map(str::to_owned)
+        .context("an index entry without a digest")
+}
+
+/// Every named image in the layout, by name, with the digest of its index.
+pub fn named_digests(layout: &Utf8Path) -> Result<BTreeMap<String, String>> {
+    let top = top_index(layout)?;
+    let mut named = BTreeMap::new();
+    for entry in top["manifests"].as_array().into_iter().flatten() {
+        if let Some(name) = entry["annotations"][REF_NAME].as_str() {
+            named.insert(name.to_owned(), entry_digest(entry)?);
+        }
+    }
+    Ok(named)
 }
 
 /// The multi-arch index named `name`.
 pub fn find_index(layout: &Utf8Path, name: &str) -> Result<Value> {
-    let entry = index_entry(layout, name)?;
-    read_blob_json(
-        layout,
-        entry["digest"].as_str().context("entry without digest")?,
-    )
+    let digest = named_digests(layout)?
+        .remove(name)
+        .with_context(|| format!("{layout} has no image {name}; build it first"))?;
+    read_blob_json(layout, &digest)
 }
 
 pub fn platform_arch(entry: &Value) -> Result<Arch> {
@@ -87,11 +83,7 @@ pub fn layer_reader(path: &Utf8Path, media_type: &str) -> Result<Box<dyn Read>> 
 
 /// The manifest of one platform of the layout's only image index (a buildx OCI export).
 fn platform_manifest(layout: &Utf8Path, arch: Arch) -> Result<Value> {
-    let top: Value = serde_json::from_slice(
-        &std::fs::read(layout.join("index.json"))
-            .with_context(|| format!("no OCI layout at {layout}"))?,
-    )?;
-    let mut index = top;
+    let mut index = top_index(layout)?;
     // Descend from index.json through nested indexes to the platform's entry.
     for _ in 0..3 {
         let entries = index["manifests"]
@@ -102,14 +94,12 @@ fn platform_manifest(layout: &Utf8Path, arch: Arch) -> Result<Value> {
             .iter()
             .find(|e| e["platform"].is_object() && platform_arch(e).ok() == Some(arch))
         {
-            let digest = entry["digest"].as_str().context("entry without digest")?;
-            return read_blob_json(layout, digest);
+            return read_blob_json(layout, &entry_digest(entry)?);
         }
         let [only] = entries.as_slice() else {
             bail!("{layout} holds no image for {arch}");
         };
-        let digest = only["digest"].as_str().context("entry without digest")?;
-        index = read_blob_json(layout, digest)?;
+        index = read_blob_json(layout, &entry_digest(only)?)?;
     }
     bail!("{layout} holds no image for {arch}")
 }

@@ -2,14 +2,14 @@
 //! its digest kept as built (`--preserve-digests`), to a registry or to the local OCI layout.
 
 use anyhow::{Context, Result};
-use camino::Utf8PathBuf;
 use xshell::{cmd, Shell};
 
+use super::buildx::Buildx;
 use super::{is_loopback, ImageJob, Published, Publisher, Target};
 
 pub struct SkopeoPublisher {
-    /// The OCI layout each job was built into.
-    pub source: Box<dyn Fn(&ImageJob) -> Utf8PathBuf>,
+    /// The builder whose OCI layouts are published.
+    pub source: Buildx,
     pub target: Target,
 }
 
@@ -31,7 +31,7 @@ impl Publisher for SkopeoPublisher {
     }
 
     fn publish(&self, sh: &Shell, job: &ImageJob) -> Result<Published> {
-        let source = format!("oci:{}", (self.source)(job));
+        let source = format!("oci:{}", self.source.layout_of(job));
         let destination = self.destination(job);
         if let Target::OciLayout { dir } = &self.target {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;

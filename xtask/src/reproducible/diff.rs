@@ -114,6 +114,15 @@ impl HostPaths {
     }
 }
 
+/// Which build holds something the other lacks.
+fn only_in(in_first: bool) -> &'static str {
+    if in_first {
+        "only in the first build"
+    } else {
+        "only in the second build"
+    }
+}
+
 /// Regular files below `root` that are artifacts: dot-files are cache bookkeeping (stamps,
 /// records), not something we ship.
 fn artifact_files(root: &Utf8Path) -> Result<BTreeMap<String, Utf8PathBuf>> {
@@ -147,14 +156,8 @@ pub fn compare_trees(
         .collect::<BTreeSet<_>>()
     {
         let (Some(path_a), Some(path_b)) = (files_a.get(name), files_b.get(name)) else {
-            let which = if files_a.contains_key(name) {
-                "first"
-            } else {
-                "second"
-            };
-            report
-                .differences
-                .push(format!("{label}/{name}: only in the {which} build"));
+            let which = only_in(files_a.contains_key(name));
+            report.differences.push(format!("{label}/{name}: {which}"));
             continue;
         };
         let bytes_a = std::fs::read(path_a).with_context(|| format!("cannot read {path_a}"))?;
@@ -185,23 +188,19 @@ fn compare_layouts(
     scanner: &HostPaths,
     report: &mut Report,
 ) -> Result<()> {
-    let names_a: BTreeSet<String> = oci::ref_names(a)?.into_iter().collect();
-    let names_b: BTreeSet<String> = oci::ref_names(b)?.into_iter().collect();
-    let mut layers = LayerCache::default();
-    for name in names_a.union(&names_b) {
-        if !(names_a.contains(name) && names_b.contains(name)) {
-            let which = if names_a.contains(name) {
-                "first"
-            } else {
-                "second"
-            };
-            report
-                .differences
-                .push(format!("image {name}: only in the {which} build"));
+    let named_a = oci::named_digests(a)?;
+    let named_b = oci::named_digests(b)?;
+    let mut layers = Layers::new();
+    for name in named_a
+        .keys()
+        .chain(named_b.keys())
+        .collect::<BTreeSet<_>>()
+    {
+        let (Some(digest_a), Some(digest_b)) = (named_a.get(name), named_b.get(name)) else {
+            let which = only_in(named_a.contains_key(name));
+            report.differences.push(format!("image {name}: {which}"));
             continue;
-        }
-        let digest_a = entry_digest(&oci::index_entry(a, name)?)?;
-        let digest_b = entry_digest(&oci::index_entry(b, name)?)?;
+        };
         if digest_a == digest_b {
             report.same.push(format!("image {name} {digest_a}"));
         } else {
@@ -209,8 +208,8 @@ fn compare_layouts(
                 "image {name}: index {digest_a} in the first build, {digest_b} in the second"
             ));
         }
-        let index_a = oci::read_blob_json(a, &digest_a)?;
-        let index_b = oci::read_blob_json(b, &digest_b)?;
+        let index_a = oci::read_blob_json(a, digest_a)?;
+        let index_b = oci::read_blob_json(b, digest_b)?;
         let platforms_a = platform_manifests(&index_a)?;
         let platforms_b = platform_manifests(&index_b)?;
         if platforms_a.keys().ne(platforms_b.keys()) {
@@ -245,23 +244,10 @@ fn compare_layouts(
                 &mut layers,
                 report,
             )?;
-            compare_manifests(
-                (a, &manifest_a),
-                (b, &manifest_b),
-                &label,
-                &mut layers,
-                report,
-            )?;
+            compare_manifests((a, &manifest_a), (b, &manifest_b), &label, &layers, report)?;
         }
     }
     Ok(())
-}
-
-fn entry_digest(entry: &Value) -> Result<String> {
-    entry["digest"]
-        .as_str()
-        .map(str::to_owned)
-        .context("an index entry without a digest")
 }
 
 /// Platform (`linux/arm/v7`) to manifest digest.
@@ -269,7 +255,7 @@ fn platform_manifests(index: &Value) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for entry in index["manifests"].as_array().into_iter().flatten() {
         let arch = oci::platform_arch(entry)?;
-        out.insert(arch.platform().to_owned(), entry_digest(entry)?);
+        out.insert(arch.platform().to_owned(), oci::entry_digest(entry)?);
     }
     Ok(out)
 }
@@ -278,7 +264,7 @@ fn compare_manifests(
     (a, manifest_a): (&Utf8Path, &Value),
     (b, manifest_b): (&Utf8Path, &Value),
     label: &str,
-    layers: &mut LayerCache,
+    layers: &Layers,
     report: &mut Report,
 ) -> Result<()> {
     let config_a = manifest_a["config"]["digest"].as_str().unwrap_or_default();
@@ -302,15 +288,12 @@ fn compare_manifests(
             list_b.len()
         ));
     }
-    for (position, ((digest_a, type_a), (digest_b, type_b))) in
-        list_a.iter().zip(&list_b).enumerate()
-    {
+    for (position, ((digest_a, _), (digest_b, _))) in list_a.iter().zip(&list_b).enumerate() {
         if digest_a == digest_b {
             continue;
         }
-        let entries_a = layers.entries(a, digest_a, type_a)?.clone();
-        let entries_b = layers.entries(b, digest_b, type_b)?.clone();
-        let files = differing_entries(&entries_a, &entries_b);
+        // Both manifests' layers were read by `scan_layers` before the comparison.
+        let files = differing_entries(&layers[digest_a], &layers[digest_b]);
         let what = if files.is_empty() {
             "the same files, archived or compressed differently".to_owned()
         } else {
@@ -412,34 +395,14 @@ pub fn differing_entries(
                 }
                 out.push(format!("/{path} ({})", what.join(", ")));
             }
-            (Some(_), None) => out.push(format!("/{path} (only in the first build)")),
-            (None, _) => out.push(format!("/{path} (only in the second build)")),
+            (first, _) => out.push(format!("/{path} ({})", only_in(first.is_some()))),
         }
     }
     out
 }
 
-/// Parsed layers by digest, so a layer shared by several images is read once.
-#[derive(Default)]
-struct LayerCache {
-    entries: HashMap<String, BTreeMap<String, LayerEntry>>,
-    scanned: HashMap<String, Vec<String>>,
-}
-
-impl LayerCache {
-    fn entries(
-        &mut self,
-        layout: &Utf8Path,
-        digest: &str,
-        media_type: &str,
-    ) -> Result<&BTreeMap<String, LayerEntry>> {
-        if !self.entries.contains_key(digest) {
-            let (entries, _) = read_layer(layout, digest, media_type, None)?;
-            self.entries.insert(digest.to_owned(), entries);
-        }
-        Ok(&self.entries[digest])
-    }
-}
+/// Each layer's entries by digest, so a layer shared by several images is read once.
+type Layers = HashMap<String, BTreeMap<String, LayerEntry>>;
 
 /// Scans each layer of a manifest for host paths, once per layer digest.
 fn scan_layers(
@@ -448,31 +411,30 @@ fn scan_layers(
     label: &str,
     build: &str,
     scanner: &HostPaths,
-    layers: &mut LayerCache,
+    layers: &mut Layers,
     report: &mut Report,
 ) -> Result<()> {
     for (digest, media_type) in layer_list(manifest) {
-        if layers.scanned.contains_key(&digest) {
+        if layers.contains_key(&digest) {
             continue;
         }
-        let (entries, hits) = read_layer(layout, &digest, &media_type, Some(scanner))?;
+        let (entries, hits) = read_layer(layout, &digest, &media_type, scanner)?;
         for hit in &hits {
             report
                 .host_paths
                 .push(format!("{label} ({build} build) layer {digest}: {hit}"));
         }
-        layers.entries.insert(digest.clone(), entries);
-        layers.scanned.insert(digest, hits);
+        layers.insert(digest, entries);
     }
     Ok(())
 }
 
-/// A layer's entries, and with a scanner, `/file holds /host/path` for each host path found.
+/// A layer's entries, and `/file holds /host/path` for each host path found in it.
 fn read_layer(
     layout: &Utf8Path,
     digest: &str,
     media_type: &str,
-    scanner: Option<&HostPaths>,
+    scanner: &HostPaths,
 ) -> Result<(BTreeMap<String, LayerEntry>, Vec<String>)> {
     let path = oci::blob_path(layout, digest);
     let mut archive = tar::Archive::new(oci::layer_reader(&path, media_type)?);
@@ -494,10 +456,8 @@ fn read_layer(
         entry
             .read_to_end(&mut bytes)
             .with_context(|| format!("cannot read {name} in {path}"))?;
-        if let Some(scanner) = scanner {
-            for needle in scanner.found_in(&bytes) {
-                hits.push(format!("/{name} holds {needle}"));
-            }
+        for needle in scanner.found_in(&bytes) {
+            hits.push(format!("/{name} holds {needle}"));
         }
         entries.insert(
             name,

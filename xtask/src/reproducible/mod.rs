@@ -8,15 +8,12 @@
 
 pub mod diff;
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Result};
 use camino::Utf8PathBuf;
 use xshell::Shell;
 
 use crate::build::{build_release, BuildOptions};
 use crate::compile;
-use crate::compile::CCompiler;
 use crate::context::Context;
 use crate::fetch::fetch_release;
 use crate::flags;
@@ -24,7 +21,7 @@ use crate::fsutil;
 use crate::image::{build_images, ImageOptions};
 use crate::layout::Layout;
 use crate::lock::CacheLock;
-use kubelet_upstream::{rules, Arch};
+use kubelet_upstream::rules;
 
 /// The two builds; different names give them different paths, which exposes leaked host paths.
 const BUILD_NAMES: [&str; 2] = ["first", "second"];
@@ -40,8 +37,8 @@ impl flags::VerifyReproducible {
         if let Some(registry) = image_args.registry.take() {
             eprintln!("note: verify-reproducible writes OCI layouts and pushes nothing; ignoring registry {registry}");
         }
-        let image_options = ImageOptions::from_flags(&image_args, arches.clone())?;
-        crate::image::preflight(sh, &image_options)?;
+        let image_options = ImageOptions::new(sh, &image_args, arches.clone())?;
+        let build_options = BuildOptions::new(arches.clone(), compilers, &self.compiler);
         let _lock = CacheLock::acquire(&cx.layout)?;
         let root = cx.layout.reproducible(version);
         let builds: Vec<Layout> = BUILD_NAMES
@@ -63,7 +60,7 @@ impl flags::VerifyReproducible {
                     builds.len(),
                     layout.cache()
                 );
-                self.build_once(sh, layout, &compilers, &arches, &image_options)?;
+                self.build_once(sh, layout, &build_options, &image_options)?;
             }
         }
         let report = diff::compare(&builds[0], &builds[1], version, &arches, cx.layout.root())?;
@@ -85,27 +82,20 @@ impl flags::VerifyReproducible {
         &self,
         sh: &Shell,
         layout: &Layout,
-        compilers: &BTreeMap<Arch, CCompiler>,
-        arches: &[Arch],
+        build_options: &BuildOptions,
         image_options: &ImageOptions,
     ) -> Result<()> {
         fsutil::remove_dir_all_writable(layout.cache())?;
         let cx = Context::with_layout(layout.clone())?;
         let release = cx.releases(std::slice::from_ref(&self.version))?[0];
         let sources = fetch_release(sh, &cx, release, &self.source)?;
-        let options = BuildOptions {
-            arches: arches.to_vec(),
-            compilers: compilers.clone(),
-            strict: self.compiler.strict,
-            pack_daemons: self.compiler.pack_daemons,
-        };
         build_release(
             sh,
             layout,
             release,
             &sources,
             &rules::binaries(release),
-            &options,
+            build_options,
         )?;
         build_images(sh, layout, release, image_options)?;
         Ok(())
