@@ -7,7 +7,9 @@ use camino::Utf8PathBuf;
 use kubelet_upstream::Arch;
 use xshell::{cmd, Shell};
 
-use super::{is_loopback, Builder, ImageJob, MountedRoot, Published, Publisher, Target};
+use super::{
+    is_loopback, Builder, DigestFile, ImageJob, MountedRoot, Published, Publisher, Target,
+};
 use crate::layout::Layout;
 
 #[derive(Debug, Clone)]
@@ -159,20 +161,17 @@ impl Publisher for BuildahPublisher {
         let global = &self.store.global();
         let list = Buildah::list_name(job);
         let destination = self.destination(job);
-        let digest_file = tempfile::NamedTempFile::new()?;
-        let digest_path = digest_file
-            .path()
-            .to_str()
-            .context("non-UTF-8 temp path")?
-            .to_owned();
-        let mut options = vec!["--all".to_owned(), format!("--digestfile={digest_path}")];
-        match &self.target {
-            Target::Registry { prefix } if is_loopback(prefix) => {
+        let digest_file = DigestFile::new()?;
+        let mut options = vec![
+            "--all".to_owned(),
+            format!("--digestfile={}", digest_file.path),
+        ];
+        if let Target::Registry { prefix } = &self.target {
+            if is_loopback(prefix) {
                 options.push("--tls-verify=false".to_owned())
             }
-            Target::Registry { .. } => {}
-            Target::OciLayout { dir } => std::fs::create_dir_all(dir)?,
         }
+        self.target.prepare()?;
         // `--all` pushes every platform's image before the list, so a failed push never
         // leaves an index that points at missing manifests.
         let registry = self.target.name();
@@ -194,18 +193,14 @@ impl Publisher for BuildahPublisher {
             if !output.status.success() {
                 return Err(said);
             }
-            let digest = std::fs::read_to_string(&digest_path).unwrap_or_default();
-            if digest.trim().is_empty() {
+            if digest_file.digest().is_empty() {
                 return Err(silent_push_failure(&debug));
             }
             Ok(())
         })?;
-        let digest = std::fs::read_to_string(digest_file.path())?
-            .trim()
-            .to_owned();
         Ok(Published {
             reference: destination,
-            digest,
+            digest: digest_file.digest(),
         })
     }
 }

@@ -105,12 +105,46 @@ impl Target {
         }
     }
 
+    /// Makes sure an OCI layout target's directory exists before a tool writes into it.
+    pub fn prepare(&self) -> Result<()> {
+        if let Target::OciLayout { dir } = self {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+        }
+        Ok(())
+    }
+
     /// The registry, or the layout's directory, for messages.
     pub fn name(&self) -> String {
         match self {
             Target::Registry { prefix } => prefix.clone(),
             Target::OciLayout { dir } => dir.to_string(),
         }
+    }
+}
+
+/// The file a push tool writes the pushed index's digest to (`--digestfile`).
+pub struct DigestFile {
+    file: tempfile::NamedTempFile,
+    pub path: String,
+}
+
+impl DigestFile {
+    pub fn new() -> Result<DigestFile> {
+        let file = tempfile::NamedTempFile::new().context("cannot create a digest file")?;
+        let path = file
+            .path()
+            .to_str()
+            .context("non-UTF-8 temp path")?
+            .to_owned();
+        Ok(DigestFile { file, path })
+    }
+
+    /// The digest written, or an empty string when the tool wrote none.
+    pub fn digest(&self) -> String {
+        std::fs::read_to_string(self.file.path())
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
     }
 }
 

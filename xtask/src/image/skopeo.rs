@@ -1,11 +1,11 @@
 //! Publishing an OCI layout with skopeo: every platform image first, then the index, each with
 //! its digest kept as built (`--preserve-digests`), to a registry or to the local OCI layout.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xshell::{cmd, Shell};
 
 use super::buildx::Buildx;
-use super::{is_loopback, ImageJob, Published, Publisher, Target};
+use super::{is_loopback, DigestFile, ImageJob, Published, Publisher, Target};
 
 pub struct SkopeoPublisher {
     /// The builder whose OCI layouts are published.
@@ -33,15 +33,9 @@ impl Publisher for SkopeoPublisher {
     fn publish(&self, sh: &Shell, job: &ImageJob) -> Result<Published> {
         let source = format!("oci:{}", self.source.layout_of(job));
         let destination = self.destination(job);
-        if let Target::OciLayout { dir } = &self.target {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
-        }
-        let digest_file = tempfile::NamedTempFile::new()?;
-        let digest_path = digest_file
-            .path()
-            .to_str()
-            .context("non-UTF-8 temp path")?
-            .to_owned();
+        self.target.prepare()?;
+        let digest_file = DigestFile::new()?;
+        let digest_path = &digest_file.path;
         let options = &self.options();
         crate::retry::push_with_retry(&self.target.name(), &job.reference(), || {
             // skopeo copies the platform images before the index that lists them.
@@ -59,12 +53,9 @@ impl Publisher for SkopeoPublisher {
                 Err(String::from_utf8_lossy(&output.stderr).into_owned())
             }
         })?;
-        let digest = std::fs::read_to_string(digest_file.path())?
-            .trim()
-            .to_owned();
         Ok(Published {
             reference: destination,
-            digest,
+            digest: digest_file.digest(),
         })
     }
 }
