@@ -150,6 +150,37 @@ fn kube_binary(name: &str, kind: BinaryKind, pack: bool) -> Binary {
     }
 }
 
+/// How a built binary shows that it runs on its platform: the arguments and environment that
+/// make it print its version and exit 0, without a config or a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmokeTest {
+    pub args: Vec<&'static str>,
+    pub env: Vec<(&'static str, &'static str)>,
+}
+
+pub fn smoke_test(kind: BinaryKind) -> SmokeTest {
+    let (args, env) = match kind {
+        BinaryKind::Kubelet | BinaryKind::KubeProxy | BinaryKind::Crictl => {
+            (vec!["--version"], vec![])
+        }
+        BinaryKind::Kubeadm => (vec!["version", "-o", "short"], vec![]),
+        // CNI plugins speak the CNI protocol: VERSION is the one command that needs no config.
+        BinaryKind::CniPlugin => (vec![], vec![("CNI_COMMAND", "VERSION")]),
+    };
+    SmokeTest { args, env }
+}
+
+/// What the smoke test must print. `built_version` is the version of the code actually built,
+/// which for a goproxy stand-in (crictl) differs from the pin.
+pub fn version_output(release: &Release, kind: BinaryKind, built_version: &str) -> String {
+    match kind {
+        BinaryKind::Kubelet | BinaryKind::KubeProxy => format!("Kubernetes {}", release.version),
+        BinaryKind::Kubeadm => release.version.to_string(),
+        BinaryKind::Crictl => built_version.to_owned(),
+        BinaryKind::CniPlugin => "cniVersion".to_owned(),
+    }
+}
+
 /// The Go build tags upstream uses for the binaries we ship. `providerless` drops the in-tree
 /// cloud providers, which a node image does not need and which make kubelet much bigger.
 pub fn go_build_tags(binary: &Binary) -> &'static [&'static str] {
@@ -401,6 +432,20 @@ impl Image {
         }
     }
 
+    /// The daemon an image exists to run, which its checks start from inside the image.
+    pub fn main_program(self) -> Program {
+        match self {
+            Image::KubeProxy => Program {
+                name: "kube-proxy",
+                kind: BinaryKind::KubeProxy,
+            },
+            _ => Program {
+                name: "kubelet",
+                kind: BinaryKind::Kubelet,
+            },
+        }
+    }
+
     /// ENTRYPOINT and CMD. The kubelet flags follow the release: flags that upstream removed
     /// would stop kubelet at start-up.
     pub fn entrypoint(self, version: KubeVersion) -> (Vec<String>, Vec<String>) {
@@ -416,6 +461,13 @@ impl Image {
         }
         (vec!["kubelet".into()], args)
     }
+}
+
+/// A program by name and kind, for the checks that start it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    pub name: &'static str,
+    pub kind: BinaryKind,
 }
 
 /// The arguments kubelet starts with by default: the layout `kubeadm join` writes.

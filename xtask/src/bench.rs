@@ -21,7 +21,7 @@ use crate::flags;
 use crate::go::{self, Network, Toolchain};
 use crate::layout::Layout;
 use crate::lock::CacheLock;
-use crate::{build, runner, zig};
+use crate::{runner, zig};
 
 const BENCH_ARCH: Arch = Arch::Arm64;
 
@@ -55,7 +55,7 @@ impl flags::Bench {
             &compilers[&BENCH_ARCH],
         );
         let bench_dir = cx.layout.cache().join("bench");
-        let expected = build::expected_output(release, &binary, tree);
+        let expected = rules::version_output(release, binary.kind, &tree.built_version);
         warm_c_compiler(sh, &cx.layout, &bench_dir)?;
 
         eprintln!(

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
-use kubelet_upstream::rules::{self, Binary, BinaryKind};
-use kubelet_upstream::{Arch, Release};
+use kubelet_upstream::rules;
+use kubelet_upstream::{Arch, Component, Release};
 use xshell::{cmd, Shell};
 
 use crate::artifact::{file_size, ArtifactManifest, BinaryRecord};
@@ -19,10 +19,10 @@ use crate::fsutil;
 use crate::go::{self, Toolchain};
 use crate::layout::Layout;
 use crate::lock::CacheLock;
-use crate::pack;
-use crate::plan;
+use crate::pack::PackStep;
+use crate::plan::{self, BuildInput, BuildPlan};
 use crate::runner;
-use crate::source::{SourceSet, SourceTree};
+use crate::source::{Fetcher, SourceTree};
 use crate::upx::{self, Upx};
 use crate::{elf, zig};
 
@@ -36,38 +36,21 @@ impl flags::Build {
         let cx = Cx::load()?;
         let releases = cx.releases(&self.versions)?;
         let compilers = compile::c_compilers(&cx.layout, &self.compiler.cc)?;
-        let arches = self.arches.selected();
+        let options = BuildOptions::new(self.arches.selected(), compilers, &self.compiler);
         if self.dry_run {
             let fetcher = fetcher(sh, &cx, &self.source);
             for release in releases {
-                let go = go::release_go(sh, &cx.layout, release)?;
-                let lines = plan::compile_lines(
-                    &go,
-                    &cx.layout,
-                    release,
-                    fetcher.as_ref(),
-                    &arches,
-                    &compilers,
-                );
-                for line in lines {
-                    println!("{line}");
-                }
+                let trees = planned_trees(fetcher.as_ref(), release);
+                let plan = plan_build(sh, &cx.layout, release, &trees, &options)?;
+                print!("{}", plan::render_build(&plan)?);
             }
             return Ok(());
         }
         let _lock = CacheLock::acquire(&cx.layout)?;
-        let options = BuildOptions::new(arches, compilers, &self.compiler);
         for release in releases {
             let sources = fetch_release(sh, &cx, release, &self.source)?;
-            let manifests = build_release(
-                sh,
-                &cx.layout,
-                release,
-                &sources,
-                &rules::binaries(release),
-                &options,
-            )?;
-            for manifest in manifests {
+            let plan = plan_build(sh, &cx.layout, release, &sources.trees, &options)?;
+            for manifest in build_release(sh, &cx.layout, release, &plan, &options)? {
                 print_summary(&manifest);
             }
         }
@@ -97,52 +80,88 @@ impl BuildOptions {
     }
 }
 
-/// Builds `binaries` of `release` for every selected architecture from fetched `sources`.
+/// The trees a fetch would give, for plans that fetch nothing.
+pub fn planned_trees(fetcher: &dyn Fetcher, release: &Release) -> Vec<SourceTree> {
+    release
+        .pins()
+        .into_iter()
+        .map(|pin| fetcher.planned(release, pin))
+        .collect()
+}
+
+/// The build plan of every binary of `release` from `trees`, fetched or planned.
+pub fn plan_build(
+    sh: &Shell,
+    layout: &Layout,
+    release: &Release,
+    trees: &[SourceTree],
+    options: &BuildOptions,
+) -> Result<BuildPlan> {
+    let go = go::release_go(sh, layout, release)?;
+    let input = BuildInput {
+        go: &go,
+        layout,
+        release,
+        arches: &options.arches,
+        compilers: &options.compilers,
+        pack_daemons: options.pack_daemons,
+    };
+    BuildPlan::new(&input, &rules::binaries(release), |component| {
+        tree_of(trees, release, component)
+    })
+}
+
+fn tree_of<'t>(
+    trees: &'t [SourceTree],
+    release: &Release,
+    component: Component,
+) -> Result<&'t SourceTree> {
+    trees
+        .iter()
+        .find(|t| t.component == component.key())
+        .with_context(|| {
+            format!(
+                "the sources of {} lack {component}; run `cargo xtask fetch {}` again",
+                release.version, release.version
+            )
+        })
+}
+
+/// Runs a build plan: compiles, checks and ships every planned binary, architecture by
+/// architecture, and records each architecture's result in an artifact manifest.
 pub fn build_release(
     sh: &Shell,
     layout: &Layout,
     release: &Release,
-    sources: &SourceSet,
-    binaries: &[Binary],
+    plan: &BuildPlan,
     options: &BuildOptions,
 ) -> Result<Vec<ArtifactManifest>> {
     eprintln!(
         "==> build {} for {}",
         release.version,
-        arch_names(&options.arches)
+        arch_names(&plan.arches)
     );
     prepare_compilers(sh, layout, options)?;
     let upx = upx::provision(sh, layout)?;
     eprintln!("    upx: {} ({})", upx.version, upx.path);
-    for &arch in &options.arches {
+    for &arch in &plan.arches {
         runner::emulator(arch)?;
     }
     let toolchain = Toolchain::for_release(release);
-    let go = go::release_go(sh, layout, release)?;
-    let progress = ProgressBar::new((binaries.len() * options.arches.len()) as u64).with_style(
+    let progress = ProgressBar::new(plan.binaries.len() as u64).with_style(
         ProgressStyle::with_template("    [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .expect("valid template"),
     );
     let mut manifests = Vec::new();
-    for &arch in &options.arches {
+    for &arch in &plan.arches {
         let mut records = Vec::new();
-        for binary in binaries {
-            progress.set_message(format!("{} {}", binary.name, arch.platform()));
-            let tree = sources.tree(binary.component)?;
-            let step = compile::compile_step(
-                &go,
-                layout,
-                release,
-                tree,
-                binary,
-                arch,
-                &options.compilers[&arch],
-            );
-            progress.suspend(|| compile_cached(sh, layout, release, &step, &tree.commit))?;
-            let expected = expected_output(release, binary, tree);
-            verify(&step.output, arch, binary, &expected)?;
-            let record = progress
-                .suspend(|| ship(sh, layout, release, arch, binary, &upx, &expected, options))?;
+        for planned in plan.for_arch(arch) {
+            let step = &planned.compile;
+            progress.set_message(format!("{} {}", step.binary.name, arch.platform()));
+            progress
+                .suspend(|| compile_cached(sh, layout, release, step, &planned.source_commit))?;
+            verify(&step.output, arch, &planned.pack)?;
+            let record = progress.suspend(|| ship(sh, &planned.pack, &upx, options.strict))?;
             records.push(record);
             progress.inc(1);
         }
@@ -188,16 +207,6 @@ fn prepare_compilers(sh: &Shell, layout: &Layout, options: &BuildOptions) -> Res
         }
     }
     Ok(())
-}
-
-/// What `--version` (or the CNI VERSION command) must print for the binary to count as working.
-pub fn expected_output(release: &Release, binary: &Binary, tree: &SourceTree) -> String {
-    match binary.kind {
-        BinaryKind::Kubelet | BinaryKind::KubeProxy => format!("Kubernetes {}", release.version),
-        BinaryKind::Kubeadm => release.version.to_string(),
-        BinaryKind::Crictl => tree.built_version.clone(),
-        BinaryKind::CniPlugin => "cniVersion".to_owned(),
-    }
 }
 
 /// Compiles unless the output exists from the very same command, source commit and format.
@@ -260,11 +269,12 @@ fn compile_cached(
 }
 
 /// ELF machine, static linking, and a run that prints the expected version.
-fn verify(path: &Utf8Path, arch: Arch, binary: &Binary, expected: &str) -> Result<()> {
+fn verify(path: &Utf8Path, arch: Arch, step: &PackStep) -> Result<()> {
     elf::check(path, arch)?;
-    let (args, env) = pack::smoke_test(binary);
-    let output = runner::run(path, arch, &args, &env)?;
-    if !output.success || !output.text.contains(expected) {
+    let test = &step.smoke_test;
+    let output = runner::run(path, arch, &test.args, &test.env)?;
+    let expected = &step.expected_output;
+    if !output.success || !output.text.contains(expected.as_str()) {
         bail!(
             "{path} built but does not run correctly for {arch} ({}): expected `{expected}` in its output, got: {}",
             output.status,
@@ -274,69 +284,47 @@ fn verify(path: &Utf8Path, arch: Arch, binary: &Binary, expected: &str) -> Resul
     Ok(())
 }
 
-/// Puts the shipped binary in `bin/`: packed where wanted and where the packed binary still runs.
-#[allow(clippy::too_many_arguments)]
-fn ship(
-    sh: &Shell,
-    layout: &Layout,
-    release: &Release,
-    arch: Arch,
-    binary: &Binary,
-    upx: &Upx,
-    expected: &str,
-    options: &BuildOptions,
-) -> Result<BinaryRecord> {
-    let unpacked = compile::unpacked_path(layout, release, arch, binary);
-    let shipped = pack::final_path(layout, release, arch, binary);
+/// Puts the shipped binary in `bin/`: packed where planned and where the packed binary still
+/// runs. A cached result is reused only when its record matches the file on disk.
+fn ship(sh: &Shell, step: &PackStep, upx: &Upx, strict: bool) -> Result<BinaryRecord> {
+    let (name, arch) = (&step.binary.name, step.arch);
+    let shipped = &step.output;
     std::fs::create_dir_all(shipped.parent().expect("bin has a directory"))?;
-    fsutil::sweep_leftovers(&shipped)?;
-    let unpacked_sha = fsutil::sha256_file(&unpacked)?;
-    let wants_pack = pack::wants_packing(binary, options.pack_daemons);
-    let stamp = stamp_of(&[
-        STAMP_FORMAT,
-        &unpacked_sha,
-        &upx.version,
-        &wants_pack.to_string(),
-    ]);
-    let stamp_path = stamp_path(&shipped);
-    let record_path = shipped.with_file_name(format!(".{}.record.json", binary.name));
-    if shipped.exists()
-        && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str())
-    {
-        if let Ok(text) = std::fs::read_to_string(&record_path) {
-            if let Ok(record) = serde_json::from_str::<BinaryRecord>(&text) {
-                return Ok(record);
-            }
-        }
+    fsutil::sweep_leftovers(shipped)?;
+    let unpacked_sha = fsutil::sha256_file(&step.input)?;
+    let stamp = stamp_of(&[STAMP_FORMAT, &unpacked_sha, &upx.version, &step.display()]);
+    let stamp_path = stamp_path(shipped);
+    let record_path = shipped.with_file_name(format!(".{name}.record.json"));
+    if let Some(record) = reusable_record(shipped, &stamp_path, &stamp, &record_path) {
+        return Ok(record);
     }
     let mut note = None;
     let mut packed_size = None;
-    if wants_pack {
-        match try_pack(sh, upx, &unpacked, &shipped, arch, binary, expected) {
+    if step.packed {
+        match try_pack(sh, upx, step) {
             Ok(size) => packed_size = Some(size),
-            Err(reason) if options.strict => {
+            Err(reason) if strict => {
                 return Err(reason.context(format!(
-                    "--strict: the packed {} for {arch} does not run",
-                    binary.name
+                    "--strict: the packed {name} for {arch} does not run"
                 )))
             }
             Err(reason) => {
                 let why = format!("shipped unpacked: {reason:#}");
-                eprintln!("    note: {} for {arch} {why}", binary.name);
+                eprintln!("    note: {name} for {arch} {why}");
                 note = Some(why);
             }
         }
     }
     if packed_size.is_none() {
-        copy_atomic(&unpacked, &shipped)?;
+        copy_atomic(&step.input, shipped)?;
     }
     let record = BinaryRecord {
-        name: binary.name.clone(),
-        component: binary.component.key().to_owned(),
-        path: format!("bin/{}", binary.name),
-        unpacked_size: file_size(&unpacked)?,
+        name: name.clone(),
+        component: step.binary.component.key().to_owned(),
+        path: format!("bin/{name}"),
+        unpacked_size: file_size(&step.input)?,
         packed_size,
-        sha256: fsutil::sha256_file(&shipped)?,
+        sha256: fsutil::sha256_file(shipped)?,
         note,
     };
     fsutil::write_atomic(&record_path, serde_json::to_string(&record)?.as_bytes())?;
@@ -344,19 +332,29 @@ fn ship(
     Ok(record)
 }
 
-fn try_pack(
-    sh: &Shell,
-    upx: &Upx,
-    unpacked: &Utf8Path,
+/// The recorded result of an earlier run, if its stamp matches and its digest is the shipped
+/// file's: a damaged or stale record means shipping again, never trusting it.
+fn reusable_record(
     shipped: &Utf8Path,
-    arch: Arch,
-    binary: &Binary,
-    expected: &str,
-) -> Result<u64> {
-    let candidate = fsutil::partial_path(shipped, "packed");
-    upx.pack(sh, unpacked, &candidate)?;
-    let (args, env) = pack::smoke_test(binary);
-    let ran = runner::run(&candidate, arch, &args, &env);
+    stamp_path: &Utf8Path,
+    stamp: &str,
+    record_path: &Utf8Path,
+) -> Option<BinaryRecord> {
+    if std::fs::read_to_string(stamp_path).ok()? != stamp {
+        return None;
+    }
+    let record: BinaryRecord =
+        serde_json::from_str(&std::fs::read_to_string(record_path).ok()?).ok()?;
+    let on_disk = fsutil::sha256_file(shipped).ok()?;
+    (record.sha256 == on_disk).then_some(record)
+}
+
+fn try_pack(sh: &Shell, upx: &Upx, step: &PackStep) -> Result<u64> {
+    let candidate = fsutil::partial_path(&step.output, "packed");
+    upx.pack(sh, step, &candidate)?;
+    let test = &step.smoke_test;
+    let ran = runner::run(&candidate, step.arch, &test.args, &test.env);
+    let expected = step.expected_output.as_str();
     let works = matches!(&ran, Ok(output) if output.success && output.text.contains(expected));
     if !works {
         std::fs::remove_file(&candidate).ok();
@@ -366,16 +364,16 @@ fn try_pack(
         };
         bail!(
             "{} {} packed by {} does not run ({})",
-            binary.name,
-            arch,
+            step.binary.name,
+            step.arch,
             upx.version,
             detail.trim()
         );
     }
     let size = file_size(&candidate)?;
     crate::pause::point("pack");
-    std::fs::rename(&candidate, shipped)
-        .with_context(|| format!("cannot move {shipped} into place"))?;
+    std::fs::rename(&candidate, &step.output)
+        .with_context(|| format!("cannot move {} into place", step.output))?;
     Ok(size)
 }
 
@@ -419,11 +417,56 @@ fn print_summary(manifest: &ArtifactManifest) {
             "  {:<12} {:>9.2} MiB  {packed}  {}",
             b.name,
             mib(b.unpacked_size),
-            &b.sha256[..16]
+            short_digest(&b.sha256)
         );
     }
 }
 
+/// The first 16 characters of a digest, or all of a shorter one: records come from disk.
+fn short_digest(digest: &str) -> &str {
+    digest.get(..16).unwrap_or(digest)
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_or_damaged_digest_is_shown_whole() {
+        assert_eq!(short_digest("0123456789abcdef0123"), "0123456789abcdef");
+        assert_eq!(short_digest("abc"), "abc");
+        assert_eq!(short_digest(""), "");
+        // Not a char boundary at 16: shown whole instead of panicking.
+        assert_eq!(short_digest("0123456789abcdeé"), "0123456789abcdeé");
+    }
+
+    #[test]
+    fn a_record_whose_digest_is_not_the_files_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(dir.path()).unwrap();
+        let shipped = dir.join("crictl");
+        std::fs::write(&shipped, b"binary").unwrap();
+        let stamp = dir.join(".crictl.stamp");
+        std::fs::write(&stamp, "s").unwrap();
+        let record_path = dir.join(".crictl.record.json");
+        let record = |sha256: &str| {
+            serde_json::json!({
+                "name": "crictl", "component": "cri-tools", "path": "bin/crictl",
+                "unpacked_size": 6, "packed_size": null, "sha256": sha256, "note": null
+            })
+            .to_string()
+        };
+        std::fs::write(&record_path, record("0a")).unwrap();
+        assert!(reusable_record(&shipped, &stamp, "s", &record_path).is_none());
+        std::fs::write(&record_path, "{ damaged").unwrap();
+        assert!(reusable_record(&shipped, &stamp, "s", &record_path).is_none());
+        let digest = fsutil::sha256_file(&shipped).unwrap();
+        std::fs::write(&record_path, record(&digest)).unwrap();
+        assert!(reusable_record(&shipped, &stamp, "s", &record_path).is_some());
+        assert!(reusable_record(&shipped, &stamp, "other", &record_path).is_none());
+    }
 }

@@ -1,8 +1,8 @@
-//! Packing with upx, as data: which binaries are packed, how, and how each packed binary is
-//! checked to still run on its architecture.
+//! Packing with upx, as data: which binaries are packed, the exact upx command, and how each
+//! packed binary is checked to still run on its architecture.
 
-use camino::Utf8PathBuf;
-use kubelet_upstream::rules::{Binary, BinaryKind};
+use camino::{Utf8Path, Utf8PathBuf};
+use kubelet_upstream::rules::{self, Binary, SmokeTest};
 use kubelet_upstream::{Arch, Release};
 
 use crate::compile::unpacked_path;
@@ -10,25 +10,21 @@ use crate::layout::Layout;
 
 /// Best compression: these tools run rarely, so decompression time matters less than disk.
 /// Not `--lzma`: upx 3.94's LZMA output of a static Go binary segfaulted on arm64 here.
-pub const UPX_ARGS: [&str; 2] = ["--best", "--no-progress"];
+/// `-q`: one line per binary is enough in a build log.
+pub const UPX_ARGS: [&str; 3] = ["--best", "--no-progress", "-q"];
 
+/// How one binary of one architecture is shipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackStep {
     pub binary: Binary,
     pub arch: Arch,
     pub input: Utf8PathBuf,
     pub output: Utf8PathBuf,
-}
-
-/// Arguments and environment that make a binary print its version and exit 0.
-pub fn smoke_test(binary: &Binary) -> (Vec<&'static str>, Vec<(&'static str, &'static str)>) {
-    match binary.kind {
-        BinaryKind::Kubelet | BinaryKind::KubeProxy => (vec!["--version"], vec![]),
-        BinaryKind::Kubeadm => (vec!["version", "-o", "short"], vec![]),
-        BinaryKind::Crictl => (vec!["--version"], vec![]),
-        // CNI plugins speak the CNI protocol: VERSION is the one command that needs no config.
-        BinaryKind::CniPlugin => (vec![], vec![("CNI_COMMAND", "VERSION")]),
-    }
+    /// Whether upx packs it; otherwise the unpacked binary ships.
+    pub packed: bool,
+    /// How the packed binary is run before it ships, and what it must print.
+    pub smoke_test: SmokeTest,
+    pub expected_output: String,
 }
 
 /// Where the final binary of a release and architecture lives, packed or not.
@@ -39,37 +35,48 @@ pub fn final_path(layout: &Layout, release: &Release, arch: Arch, binary: &Binar
         .join(&binary.name)
 }
 
-pub fn pack_step(layout: &Layout, release: &Release, arch: Arch, binary: &Binary) -> PackStep {
+pub fn pack_step(
+    layout: &Layout,
+    release: &Release,
+    arch: Arch,
+    binary: &Binary,
+    pack_daemons: bool,
+    expected_output: &str,
+) -> PackStep {
     PackStep {
         binary: binary.clone(),
         arch,
         input: unpacked_path(layout, release, arch, binary),
         output: final_path(layout, release, arch, binary),
+        packed: binary.pack || pack_daemons,
+        smoke_test: rules::smoke_test(binary.kind),
+        expected_output: expected_output.to_owned(),
     }
 }
 
-/// Whether a binary is packed: the tools always, the daemons only when asked.
-pub fn wants_packing(binary: &Binary, pack_daemons: bool) -> bool {
-    binary.pack || pack_daemons
-}
-
 impl PackStep {
+    /// upx's arguments, writing to `output`: the shipped path in plans, a temporary name
+    /// beside it when it runs.
+    pub fn upx_args(&self, output: &Utf8Path) -> Vec<String> {
+        let mut args: Vec<String> = UPX_ARGS.iter().map(|a| a.to_string()).collect();
+        args.extend(["-o".to_owned(), output.to_string(), self.input.to_string()]);
+        args
+    }
+
     pub fn display(&self) -> String {
-        let (args, env) = smoke_test(&self.binary);
-        let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+        let test = &self.smoke_test;
+        let env: Vec<String> = test.env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
         let runner = match Arch::host() {
             Some(host) if host == self.arch => String::new(),
             _ => format!("{} ", self.arch.qemu_user()),
         };
         format!(
-            "upx {} -o {} {}; then {}{}{} {}",
-            UPX_ARGS.join(" "),
-            self.output,
-            self.input,
+            "upx {}; then {}{}{} {}",
+            self.upx_args(&self.output).join(" "),
             env.concat(),
             runner,
             self.output,
-            args.join(" ")
+            test.args.join(" ")
         )
     }
 }

@@ -1,35 +1,125 @@
-//! The release plan: every step `release` takes, in order, as text a maintainer can review.
+//! The release plan: every step a release takes, as data. `--dry-run` prints it, and the build
+//! and image steps run exactly its entries, so what is printed is what runs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use anyhow::Result;
-use kubelet_upstream::rules::{self, Image};
-use kubelet_upstream::{Arch, Release};
+use camino::Utf8Path;
+use kubelet_upstream::rules::{self, Binary};
+use kubelet_upstream::{Arch, Component, Release};
 
-use crate::compile::{self, CCompiler};
-use crate::flags::{ImageArgs, SourceKind};
+use crate::compile::{self, CCompiler, CompileStep};
+use crate::flags::SourceKind;
 use crate::go::Toolchain;
+use crate::image::context::Packages;
+use crate::image::{base_image, ImageSelection, PlannedImage, Target};
 use crate::layout::Layout;
-use crate::pack;
-use crate::source::Fetcher;
+use crate::pack::{self, PackStep};
+use crate::source::{Fetcher, SourceTree};
 
-pub struct PlanInput<'a> {
-    /// The toolchain's go binary, as `go::go_command` names it.
-    pub go: &'a camino::Utf8Path,
+/// One binary for one architecture: how it is compiled, how its build is checked, and how it
+/// is shipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBinary {
+    pub compile: CompileStep,
+    /// The commit the source tree is at: part of the binary's cache stamp.
+    pub source_commit: String,
+    /// What the binary's smoke test must print.
+    pub expected_output: String,
+    pub pack: PackStep,
+}
+
+/// Every binary of a release for the selected architectures, architecture by architecture, in
+/// the order they are built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildPlan {
+    pub arches: Vec<Arch>,
+    pub binaries: Vec<PlannedBinary>,
+}
+
+/// What a build plan needs besides the source trees.
+pub struct BuildInput<'a> {
+    /// The toolchain's go binary, as `go::release_go` names it.
+    pub go: &'a Utf8Path,
     pub layout: &'a Layout,
     pub release: &'a Release,
-    pub source: SourceKind,
-    pub fetcher: &'a dyn Fetcher,
     pub arches: &'a [Arch],
     pub compilers: &'a BTreeMap<Arch, CCompiler>,
     pub pack_daemons: bool,
-    pub image: &'a ImageArgs,
 }
 
-pub fn render(input: &PlanInput<'_>) -> Result<String> {
+impl BuildPlan {
+    /// The plan for `binaries`, compiled from the trees `tree_of` gives: fetched ones for a
+    /// run, the ones a fetch would give for a dry run.
+    pub fn new<'t>(
+        input: &BuildInput<'_>,
+        binaries: &[Binary],
+        tree_of: impl Fn(Component) -> Result<&'t SourceTree>,
+    ) -> Result<BuildPlan> {
+        let mut planned = Vec::new();
+        for &arch in input.arches {
+            for binary in binaries {
+                let tree = tree_of(binary.component)?;
+                planned.push(plan_binary(input, binary, arch, tree));
+            }
+        }
+        Ok(BuildPlan {
+            arches: input.arches.to_vec(),
+            binaries: planned,
+        })
+    }
+
+    /// The entries of one architecture, in build order.
+    pub fn for_arch(&self, arch: Arch) -> impl Iterator<Item = &PlannedBinary> {
+        self.binaries.iter().filter(move |b| b.compile.arch == arch)
+    }
+}
+
+fn plan_binary(
+    input: &BuildInput<'_>,
+    binary: &Binary,
+    arch: Arch,
+    tree: &SourceTree,
+) -> PlannedBinary {
+    let expected_output = rules::version_output(input.release, binary.kind, &tree.built_version);
+    PlannedBinary {
+        compile: compile::compile_step(
+            input.go,
+            input.layout,
+            input.release,
+            tree,
+            binary,
+            arch,
+            &input.compilers[&arch],
+        ),
+        source_commit: tree.commit.clone(),
+        pack: pack::pack_step(
+            input.layout,
+            input.release,
+            arch,
+            binary,
+            input.pack_daemons,
+            &expected_output,
+        ),
+        expected_output,
+    }
+}
+
+/// The plan of a whole release, as `release --dry-run` prints it.
+pub struct ReleasePlan<'a> {
+    pub release: &'a Release,
+    pub source: SourceKind,
+    pub fetcher: &'a dyn Fetcher,
+    pub build: BuildPlan,
+    pub selection: &'a ImageSelection,
+    pub images: Vec<PlannedImage>,
+    pub layout: &'a Layout,
+}
+
+pub fn render(plan: &ReleasePlan<'_>) -> Result<String> {
     let mut out = String::new();
-    let release = input.release;
+    let release = plan.release;
     let toolchain = Toolchain::for_release(release);
     writeln!(
         out,
@@ -48,141 +138,109 @@ pub fn render(input: &PlanInput<'_>) -> Result<String> {
         release.source_date_epoch,
         compile::build_date(release)
     )?;
-    render_fetch(&mut out, input)?;
-    render_compile(&mut out, input)?;
-    render_pack(&mut out, input)?;
-    render_images(&mut out, input)?;
-    Ok(out)
-}
-
-fn render_fetch(out: &mut String, input: &PlanInput<'_>) -> Result<()> {
-    writeln!(out, "\n[1/4] fetch sources ({})", input.source.name())?;
-    for pin in input.release.pins() {
+    writeln!(out, "\n[1/4] fetch sources ({})", plan.source.name())?;
+    for pin in release.pins() {
         writeln!(
             out,
             "  {}: {}",
             pin.component,
-            input.fetcher.describe(input.release, pin)
+            plan.fetcher.describe(release, pin)
         )?;
     }
-    Ok(())
+    out.push_str(&render_build(&plan.build)?);
+    writeln!(out)?;
+    out.push_str(&render_images(
+        release,
+        plan.selection,
+        &plan.images,
+        plan.layout,
+    )?);
+    Ok(out)
 }
 
-fn render_compile(out: &mut String, input: &PlanInput<'_>) -> Result<()> {
+/// The compile and pack steps.
+pub fn render_build(plan: &BuildPlan) -> Result<String> {
+    let mut out = String::new();
+    let binary_count = plan.binaries.len() / plan.arches.len().max(1);
     writeln!(
         out,
-        "\n[2/4] compile {} binaries x {} architectures, each once, shared by every image",
-        rules::binaries(input.release).len(),
-        input.arches.len()
+        "\n[2/4] compile {binary_count} binaries x {} architectures, each once, shared by every image",
+        plan.arches.len()
     )?;
-    for line in compile_lines(
-        input.go,
-        input.layout,
-        input.release,
-        input.fetcher,
-        input.arches,
-        input.compilers,
-    ) {
-        writeln!(out, "  {line}")?;
+    for planned in &plan.binaries {
+        let step = &planned.compile;
+        writeln!(
+            out,
+            "  {} {}: {}",
+            step.binary.name,
+            step.arch.platform(),
+            step.display()
+        )?;
     }
-    Ok(())
-}
-
-/// One line per compiler invocation: binary, platform, and the command with its environment.
-pub fn compile_lines(
-    go: &camino::Utf8Path,
-    layout: &Layout,
-    release: &Release,
-    fetcher: &dyn Fetcher,
-    arches: &[Arch],
-    compilers: &BTreeMap<Arch, CCompiler>,
-) -> Vec<String> {
-    let binaries = rules::binaries(release);
-    let mut lines = Vec::new();
-    for pin in release.pins() {
-        let tree = fetcher.planned(release, pin);
-        for binary in binaries.iter().filter(|b| b.component == pin.component) {
-            for &arch in arches {
-                let step = compile::compile_step(
-                    go,
-                    layout,
-                    release,
-                    &tree,
-                    binary,
-                    arch,
-                    &compilers[&arch],
-                );
-                lines.push(format!(
-                    "{} {}: {}",
-                    binary.name,
-                    arch.platform(),
-                    step.display()
-                ));
-            }
-        }
-    }
-    lines
-}
-
-fn render_pack(out: &mut String, input: &PlanInput<'_>) -> Result<()> {
     writeln!(
         out,
         "\n[3/4] pack with upx, then run each packed binary (unpacked kept if it fails)"
     )?;
-    for binary in rules::binaries(input.release) {
-        if !pack::wants_packing(&binary, input.pack_daemons) {
-            writeln!(out, "  {}: not packed (a daemon)", binary.name)?;
-            continue;
-        }
-        for &arch in input.arches {
-            let step = pack::pack_step(input.layout, input.release, arch, &binary);
+    for planned in &plan.binaries {
+        let step = &planned.pack;
+        if step.packed {
             writeln!(
                 out,
                 "  {} {}: {}",
-                binary.name,
-                arch.platform(),
+                step.binary.name,
+                step.arch.platform(),
                 step.display()
             )?;
+        } else if step.arch == plan.arches[0] {
+            writeln!(out, "  {}: not packed (a daemon)", step.binary.name)?;
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-fn render_images(out: &mut String, input: &PlanInput<'_>) -> Result<()> {
-    let platforms: Vec<&str> = input.arches.iter().map(|a| a.platform()).collect();
-    let destination = match &input.image.registry {
-        Some(registry) => {
-            format!("push to {registry}: per-platform manifests first, then the index")
-        }
-        None => format!("write to the OCI layout {}", input.layout.oci_layout()),
+/// The image steps: where they go, and per image its binaries, packages, entrypoint and cmd.
+pub fn render_images(
+    release: &Release,
+    selection: &ImageSelection,
+    images: &[PlannedImage],
+    layout: &Layout,
+) -> Result<String> {
+    let mut out = String::new();
+    let platforms: Vec<&str> = selection.arches.iter().map(|a| a.platform()).collect();
+    let target = selection.target(layout);
+    let destination = match &selection.registry {
+        Some(_) => format!(
+            "push to {}: per-platform manifests first, then the index",
+            target.name()
+        ),
+        None => format!("write to the OCI layout {}", target.name()),
     };
     writeln!(
         out,
-        "\n[4/4] images for {} ({destination})",
-        platforms.join(", ")
+        "[4/4] images for {} ({destination}), from {}",
+        platforms.join(", "),
+        base_image(release, selection)
     )?;
-    for image in Image::ALL {
+    for planned in images {
+        let image = planned.image;
         let names: Vec<String> = image
-            .binaries(input.release)
+            .binaries(release)
             .into_iter()
             .map(|b| b.name)
             .collect();
-        let (entrypoint, cmd) = image.entrypoint(input.release.version);
-        let prefix = input.image.registry.as_deref().unwrap_or("oci");
-        writeln!(
-            out,
-            "  {prefix}/{}:{} from dockerfiles/{}",
-            image.repository(),
-            image.tag(input.release),
-            image.dockerfile()
-        )?;
+        let (entrypoint, cmd) = image.entrypoint(release.version);
+        let name = match &target {
+            Target::Registry { prefix } => format!("{prefix}/{}", planned.job.reference()),
+            Target::OciLayout { .. } => planned.job.reference(),
+        };
+        writeln!(out, "  {name} from dockerfiles/{}", image.dockerfile())?;
         writeln!(out, "      binaries: {}", names.join(" "))?;
-        writeln!(
-            out,
-            "      alpine packages: {}",
-            rules::alpine_packages(image, input.release.version).join(" ")
-        )?;
+        let packages = match selection.packages {
+            Packages::Install => rules::alpine_packages(image, release.version).join(" "),
+            Packages::Skip => "none (--skip-packages)".to_owned(),
+        };
+        writeln!(out, "      alpine packages: {packages}")?;
         writeln!(out, "      entrypoint: {entrypoint:?} cmd: {cmd:?}")?;
     }
-    Ok(())
+    Ok(out)
 }

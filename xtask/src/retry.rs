@@ -22,36 +22,94 @@ pub enum Failure {
     Permanent,
 }
 
+/// Phrases registries and their clients use for a refused identity. Matched as phrases, never
+/// as bare numbers: "401" also occurs in digests, ports and addresses.
+const AUTH_PHRASES: [&str; 5] = [
+    "unauthorized",
+    "authentication required",
+    "requested access to the resource is denied",
+    "denied: ",
+    "incorrect username or password",
+];
+/// Network faults worth another try.
+const TRANSIENT_PHRASES: [&str; 8] = [
+    "too many requests",
+    "connection reset",
+    "connection refused",
+    "i/o timeout",
+    "tls handshake timeout",
+    "unexpected eof",
+    ": eof",
+    "no route to host",
+];
+/// HTTP statuses that say who we are was refused, and those a later try can get past.
+const AUTH_STATUSES: [u16; 2] = [401, 403];
+const TRANSIENT_STATUSES: [u16; 5] = [429, 500, 502, 503, 504];
+/// The words after which registry clients print an HTTP status code.
+const STATUS_MARKERS: [&str; 3] = ["status code ", "status: ", "status "];
+
 /// Classifies a push's error output. Pure, so each message shape has a test.
 pub fn classify(stderr: &str) -> Failure {
     let text = stderr.to_ascii_lowercase();
-    const AUTH: [&str; 5] = [
-        "unauthorized",
-        "authentication required",
-        "denied",
-        "401",
-        "403 forbidden",
-    ];
-    const TRANSIENT: [&str; 11] = [
-        "500 internal server error",
-        "502 bad gateway",
-        "503 service unavailable",
-        "504 gateway timeout",
-        "connection reset",
-        "connection refused",
-        "i/o timeout",
-        "tls handshake timeout",
-        "unexpected eof",
-        ": eof",
-        "too many requests",
-    ];
-    if AUTH.iter().any(|needle| text.contains(needle)) {
+    let statuses = http_statuses(&text);
+    if statuses.iter().any(|s| AUTH_STATUSES.contains(s))
+        || AUTH_PHRASES.iter().any(|phrase| text.contains(phrase))
+    {
         Failure::Auth
-    } else if TRANSIENT.iter().any(|needle| text.contains(needle)) {
+    } else if statuses.iter().any(|s| TRANSIENT_STATUSES.contains(s))
+        || TRANSIENT_PHRASES.iter().any(|phrase| text.contains(phrase))
+    {
         Failure::Transient
     } else {
         Failure::Permanent
     }
+}
+
+/// The HTTP status codes a message reports: a three-digit number right after one of the
+/// `STATUS_MARKERS`, or followed by its standard reason phrase ("503 Service Unavailable").
+pub fn http_statuses(text: &str) -> Vec<u16> {
+    let text = text.to_ascii_lowercase();
+    let mut found = Vec::new();
+    for marker in STATUS_MARKERS {
+        for (at, _) in text.match_indices(marker) {
+            if let Some(code) = leading_status(&text[at + marker.len()..]) {
+                found.push(code);
+            }
+        }
+    }
+    for (code, reason) in REASONS {
+        let phrase = format!("{code} {reason}");
+        let standalone = text.match_indices(&phrase).any(|(at, _)| {
+            !text[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
+        });
+        if standalone {
+            found.push(code);
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// Reason phrases of the statuses a registry push can meet (RFC 9110, RFC 6585).
+pub const REASONS: [(u16, &str); 8] = [
+    (401, "unauthorized"),
+    (403, "forbidden"),
+    (429, "too many requests"),
+    (500, "internal server error"),
+    (502, "bad gateway"),
+    (503, "service unavailable"),
+    (504, "gateway timeout"),
+    (404, "not found"),
+];
+
+/// A status code at the start of `rest`: exactly three digits, not part of a longer number.
+fn leading_status(rest: &str) -> Option<u16> {
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    (digits.len() == 3).then(|| digits.parse().ok()).flatten()
 }
 
 fn delay(attempt: u32) -> Duration {
@@ -124,6 +182,38 @@ mod tests {
             Failure::Auth
         );
         assert_eq!(classify("invalid reference format"), Failure::Permanent);
+        assert_eq!(
+            classify("Ping http://127.0.0.1:5002/v2/ status 503"),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify("received unexpected HTTP status: 401 Unauthorized"),
+            Failure::Auth
+        );
+        assert_eq!(classify("status code 429"), Failure::Transient);
+    }
+
+    #[test]
+    fn numbers_in_digests_ports_and_addresses_are_not_statuses() {
+        // Each of these contains "401" or "403" outside any HTTP status.
+        assert_eq!(
+            classify("dial tcp 127.0.0.1:4013: connect: connection refused"),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify("manifest unknown: sha256:9401c2e1f0a4031b0c"),
+            Failure::Permanent
+        );
+        assert_eq!(
+            classify("reading blob sha256:04012: 4010 bytes short"),
+            Failure::Permanent
+        );
+        assert_eq!(http_statuses("port 54013 status 5031"), Vec::<u16>::new());
+        // A local file's permission error is not the registry refusing us.
+        assert_eq!(
+            classify("open /root/.config/containers/auth.json: permission denied"),
+            Failure::Permanent
+        );
     }
 
     #[test]

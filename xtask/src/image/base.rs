@@ -7,8 +7,9 @@ use kubelet_upstream::Arch;
 use sha2::{Digest, Sha512};
 use xshell::Shell;
 
-use super::buildah::{Buildah, BuildahPublisher};
-use super::{Builder, ImageJob, Publisher, Target};
+use super::buildah::Buildah;
+use super::skopeo::SkopeoPublisher;
+use super::{built_layout, Builder, ImageJob, Publisher, Target};
 use crate::context::Context as Cx;
 use crate::flags;
 use crate::fsutil;
@@ -53,6 +54,7 @@ impl flags::Base {
         fsutil::commit_dir(staging, &context)?;
 
         let job = ImageJob {
+            built: built_layout(&cx.layout, "alpine", &self.alpine),
             repository: "alpine".into(),
             tag: self.alpine.clone(),
             arches: Arch::ALL.to_vec(),
@@ -64,10 +66,9 @@ impl flags::Base {
             )],
             source_date_epoch: BASE_EPOCH,
         };
-        let store = Buildah::new(&cx.layout);
-        store.build(sh, &job)?;
+        Buildah::new(&cx.layout).build(sh, &job)?;
         let target = Target::new(self.registry.as_deref(), &cx.layout);
-        let published = BuildahPublisher { store, target }.publish(sh, &job)?;
+        let published = SkopeoPublisher { target }.publish(sh, &job)?;
         println!("{} {}", published.reference, published.digest);
         Ok(())
     }

@@ -4,36 +4,21 @@
 //! by the skopeo publisher, so what is pushed is exactly what was checked.
 
 use anyhow::{bail, Context, Result};
-use camino::{Utf8Path, Utf8PathBuf};
-use kubelet_upstream::Arch;
+use camino::Utf8Path;
 use xshell::{cmd, Shell};
 
-use super::{oci, Builder, ImageJob, MountedRoot};
+use super::{Builder, ImageJob};
 use crate::fsutil;
-use crate::layout::Layout;
-
-/// Where each image's OCI layout is written, below the cache.
-const LAYOUTS_DIR: &str = "buildx";
 
 #[derive(Debug, Clone)]
 pub struct Buildx {
     /// The buildx builder instance; None is the current one.
     builder: Option<String>,
-    layouts: Utf8PathBuf,
 }
 
 impl Buildx {
-    pub fn new(layout: &Layout, builder: Option<String>) -> Buildx {
-        Buildx {
-            builder,
-            layouts: layout.cache().join(LAYOUTS_DIR),
-        }
-    }
-
-    /// The OCI layout one job's build writes, which the publisher reads.
-    pub fn layout_of(&self, job: &ImageJob) -> Utf8PathBuf {
-        self.layouts
-            .join(super::buildah::oci_ref_name_for(&job.repository, &job.tag))
+    pub fn new(builder: Option<String>) -> Buildx {
+        Buildx { builder }
     }
 
     fn builder_args(&self) -> Vec<String> {
@@ -116,8 +101,7 @@ impl Builder for Buildx {
     }
 
     fn build(&self, sh: &Shell, job: &ImageJob) -> Result<()> {
-        let destination = self.layout_of(job);
-        let staging = fsutil::staging_dir(&destination)?;
+        let staging = fsutil::staging_dir(&job.built)?;
         let staged = Utf8Path::from_path(staging.path())
             .context("non-UTF-8 cache path")?
             .to_owned();
@@ -133,21 +117,7 @@ impl Builder for Buildx {
             .run()
             .with_context(|| format!("docker buildx could not build {}", job.reference()))?;
         crate::pause::point("image-build");
-        fsutil::commit_dir(staging, &destination)
-    }
-
-    fn mount(&self, _sh: &Shell, job: &ImageJob, arch: Arch) -> Result<MountedRoot> {
-        let temp = tempfile::tempdir().context("cannot create a directory to unpack into")?;
-        let root = Utf8Path::from_path(temp.path())
-            .context("non-UTF-8 temp path")?
-            .to_owned();
-        oci::unpack_platform(&self.layout_of(job), arch, &root)
-            .with_context(|| format!("cannot unpack {} for {arch}", job.reference()))?;
-        Ok(MountedRoot {
-            path: root,
-            cleanup: Vec::new(),
-            unpacked: Some(temp),
-        })
+        fsutil::commit_dir(staging, &job.built)
     }
 
     fn sweep(&self, _sh: &Shell) -> Result<()> {
@@ -168,6 +138,7 @@ fn platforms(job: &ImageJob) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kubelet_upstream::Arch;
 
     #[test]
     fn a_builder_answers_only_when_a_node_runs_and_nothing_failed() {
@@ -191,6 +162,7 @@ mod tests {
             build_args: vec![("BASE_IMAGE".into(), "alpine:3.20.3@sha256:1".into())],
             labels: vec![("org.opencontainers.image.version".into(), "v1.26.0".into())],
             source_date_epoch: 1_670_529_103,
+            built: "/cache/oci-built/kubelet_v1.26.0-alpine3.20".into(),
         };
         assert_eq!(
             build_args(&job),

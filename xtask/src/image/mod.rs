@@ -1,7 +1,10 @@
 //! `cargo xtask image`: stage the built binaries of each platform, build every image with a
-//! builder backend, check what is inside, and publish each as a multi-arch index.
+//! builder backend into an OCI layout, check what is inside that layout, and publish it as a
+//! multi-arch index.
 //!
-//! As in ko, building and publishing are two small interfaces with one backend per file.
+//! As in ko, building and publishing are two small interfaces with one backend per file. Both
+//! builders (buildah, docker buildx) write an OCI layout; one publisher (skopeo) pushes it, so
+//! what is checked is byte for byte what is published, whichever builder ran.
 
 pub mod base;
 pub mod buildah;
@@ -12,7 +15,7 @@ pub mod rootfs;
 pub mod skopeo;
 
 use anyhow::{bail, Context, Result};
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use kubelet_upstream::rules::{self, Image};
 use kubelet_upstream::{Arch, Release};
 use xshell::Shell;
@@ -23,12 +26,16 @@ use crate::flags::{self, BuilderKind, ImageArgs};
 use crate::layout::Layout;
 use crate::lock::CacheLock;
 use crate::runner;
-use buildah::{Buildah, BuildahPublisher};
+use buildah::Buildah;
 use buildx::Buildx;
 use context::Packages;
 use skopeo::SkopeoPublisher;
 
+/// The directory, below the cache, where builders write each image's OCI layout.
+const BUILT_LAYOUTS_DIR: &str = "oci-built";
+
 /// One image of one release, for every platform, as the backends see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageJob {
     pub repository: String,
     pub tag: String,
@@ -37,47 +44,45 @@ pub struct ImageJob {
     pub build_args: Vec<(String, String)>,
     pub labels: Vec<(String, String)>,
     pub source_date_epoch: i64,
+    /// The OCI layout the builder writes: what is checked is exactly what is published.
+    pub built: Utf8PathBuf,
 }
 
 impl ImageJob {
     pub fn reference(&self) -> String {
         format!("{}:{}", self.repository, self.tag)
     }
-}
 
-/// A root filesystem opened for checks; the cleanup commands run when it is dropped.
-pub struct MountedRoot {
-    pub path: Utf8PathBuf,
-    pub cleanup: Vec<Vec<String>>,
-    /// Where the layers were unpacked, for builders whose images are files, not mounts.
-    pub unpacked: Option<tempfile::TempDir>,
-}
-
-impl Drop for MountedRoot {
-    fn drop(&mut self) {
-        for command in &self.cleanup {
-            if let Some((program, args)) = command.split_first() {
-                let _ = duct::cmd(program, args)
-                    .stdout_null()
-                    .stderr_null()
-                    .unchecked()
-                    .run();
-            }
-        }
+    /// The name an OCI layout gives the image; tags cannot hold a second colon.
+    pub fn ref_name(&self) -> String {
+        oci_ref_name(&self.repository, &self.tag)
     }
 }
 
+/// OCI layouts name an image by one reference, `repository_tag`.
+pub fn oci_ref_name(repository: &str, tag: &str) -> String {
+    format!("{repository}_{tag}")
+}
+
+/// Where the builder writes a job's OCI layout.
+pub fn built_layout(layout: &Layout, repository: &str, tag: &str) -> Utf8PathBuf {
+    layout
+        .cache()
+        .join(BUILT_LAYOUTS_DIR)
+        .join(oci_ref_name(repository, tag))
+}
+
+/// An image builder: it writes every platform of a job, in the job's order, into one OCI
+/// layout at `job.built`, whole or not at all.
 pub trait Builder {
     fn name(&self) -> &'static str;
-    /// Builds every platform of the job, in its order, into one local index.
     fn build(&self, sh: &Shell, job: &ImageJob) -> Result<()>;
-    /// Opens one platform's root filesystem.
-    fn mount(&self, sh: &Shell, job: &ImageJob, arch: Arch) -> Result<MountedRoot>;
     /// Clears what an interrupted run left in the builder's store.
     fn sweep(&self, sh: &Shell) -> Result<()>;
 }
 
 /// Where published images go: a registry, or the OCI layout under target/.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Registry { prefix: String },
     OciLayout { dir: Utf8PathBuf },
@@ -95,13 +100,13 @@ impl Target {
         }
     }
 
-    /// Where a job's index goes, as buildah and skopeo spell it.
+    /// Where a job's index goes, as skopeo spells it.
     pub fn destination(&self, job: &ImageJob) -> String {
         match self {
             Target::Registry { prefix } => {
                 format!("docker://{prefix}/{}:{}", job.repository, job.tag)
             }
-            Target::OciLayout { dir } => format!("oci:{dir}:{}", buildah::oci_ref_name(job)),
+            Target::OciLayout { dir } => format!("oci:{dir}:{}", job.ref_name()),
         }
     }
 
@@ -120,49 +125,38 @@ impl Target {
             Target::OciLayout { dir } => dir.to_string(),
         }
     }
-}
 
-/// The file a push tool writes the pushed index's digest to (`--digestfile`).
-pub struct DigestFile {
-    file: tempfile::NamedTempFile,
-    pub path: String,
-}
-
-impl DigestFile {
-    pub fn new() -> Result<DigestFile> {
-        let file = tempfile::NamedTempFile::new().context("cannot create a digest file")?;
-        let path = file
-            .path()
-            .to_str()
-            .context("non-UTF-8 temp path")?
-            .to_owned();
-        Ok(DigestFile { file, path })
-    }
-
-    /// The digest written, or an empty string when the tool wrote none.
-    pub fn digest(&self) -> String {
-        std::fs::read_to_string(self.file.path())
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
+    /// Whether the destination is a registry reached without TLS (one on this machine).
+    pub fn is_loopback_registry(&self) -> bool {
+        matches!(self, Target::Registry { prefix } if is_loopback(prefix))
     }
 }
 
-/// Where a built index goes, and what it was pushed as.
+/// Where a built index went, and its digest as the destination holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     pub reference: String,
     pub digest: String,
 }
 
+/// Publishing a built OCI layout. One backend (skopeo) serves both builders.
 pub trait Publisher {
-    fn destination(&self, job: &ImageJob) -> String;
     fn publish(&self, sh: &Shell, job: &ImageJob) -> Result<Published>;
 }
 
 /// Registries on this machine speak plain HTTP: TLS verification is off for them alone.
+/// `reference` is a registry, a repository prefix or an image reference; only its host counts,
+/// so `localhost.example.com` or `127.example.com` keep TLS.
 pub fn is_loopback(reference: &str) -> bool {
-    let host = reference.split('/').next().unwrap_or_default();
-    host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
+    let host_and_port = reference.split('/').next().unwrap_or_default();
+    let host = match host_and_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_and_port.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The OCI annotations every image carries; `created` is the commit date, never the clock.
@@ -188,8 +182,8 @@ pub fn labels(release: &Release) -> Vec<(String, String)> {
 }
 
 /// The pinned base: Alpine by digest, unless the user names another (an offline mirror, say).
-pub fn base_image(release: &Release, args: &ImageArgs) -> String {
-    match &args.base_image {
+pub fn base_image(release: &Release, selection: &ImageSelection) -> String {
+    match &selection.base_image {
         Some(base) => base.clone(),
         None => format!(
             "docker.io/library/alpine:{}@{}",
@@ -198,23 +192,136 @@ pub fn base_image(release: &Release, args: &ImageArgs) -> String {
     }
 }
 
-pub struct ImageOptions {
+/// What the image flags ask for, checked but without probing any tool: plans need no builder.
+#[derive(Debug, Clone)]
+pub struct ImageSelection {
     pub arches: Vec<Arch>,
     pub images: Vec<Image>,
     pub packages: Packages,
-    /// The builder, chosen and checked once, before a release spends its time compiling.
+    pub registry: Option<String>,
+    pub base_image: Option<String>,
+    pub builder: Option<BuilderKind>,
+    pub buildx_builder: Option<String>,
+}
+
+impl ImageSelection {
+    pub fn new(args: &ImageArgs, arches: Vec<Arch>) -> Result<ImageSelection> {
+        let images = if args.images.is_empty() {
+            Image::ALL.to_vec()
+        } else {
+            let mut chosen = Vec::new();
+            for name in &args.images {
+                chosen.push(Image::from_name(name).with_context(|| {
+                    let known: Vec<&str> = Image::ALL.iter().map(|i| i.name()).collect();
+                    format!(
+                        "unknown image `{name}`; expected one of {}",
+                        known.join(", ")
+                    )
+                })?);
+            }
+            // Images are built in their fixed order, whatever order the flags name them in.
+            Image::ALL
+                .into_iter()
+                .filter(|image| chosen.contains(image))
+                .collect()
+        };
+        let packages = if args.skip_packages {
+            Packages::Skip
+        } else {
+            Packages::Install
+        };
+        Ok(ImageSelection {
+            arches,
+            images,
+            packages,
+            registry: args.registry.clone(),
+            base_image: args.base_image.clone(),
+            builder: args.builder,
+            buildx_builder: args.buildx_builder.clone(),
+        })
+    }
+
+    pub fn target(&self, layout: &Layout) -> Target {
+        Target::new(self.registry.as_deref(), layout)
+    }
+}
+
+/// One image of the plan: which image, and the job the builder and publisher get.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedImage {
+    pub image: Image,
+    pub job: ImageJob,
+}
+
+/// The jobs of one release's images, in the fixed image order.
+pub fn plan_images(
+    layout: &Layout,
+    release: &Release,
+    selection: &ImageSelection,
+) -> Vec<PlannedImage> {
+    let base = base_image(release, selection);
+    selection
+        .images
+        .iter()
+        .map(|&image| {
+            let repository = image.repository().to_owned();
+            let tag = image.tag(release);
+            let job = ImageJob {
+                built: built_layout(layout, &repository, &tag),
+                repository,
+                tag,
+                arches: selection.arches.clone(),
+                context: context::context_dir(layout, release, image),
+                build_args: vec![("BASE_IMAGE".into(), base.clone())],
+                labels: labels(release),
+                source_date_epoch: release.source_date_epoch,
+            };
+            PlannedImage { image, job }
+        })
+        .collect()
+}
+
+/// The selection with its builder chosen and checked to be usable, before a release spends
+/// its time compiling.
+pub struct ImageOptions {
+    pub selection: ImageSelection,
     pub builder: BuilderKind,
-    pub args: ImageArgs,
+}
+
+impl ImageOptions {
+    pub fn new(sh: &Shell, selection: ImageSelection) -> Result<ImageOptions> {
+        let builder = choose_builder(sh, selection.builder, selection.buildx_builder.as_deref())?;
+        skopeo_present()?;
+        check_emulation(&selection.arches, selection.packages)?;
+        Ok(ImageOptions { selection, builder })
+    }
+
+    fn builder(&self, layout: &Layout) -> Box<dyn Builder> {
+        match self.builder {
+            BuilderKind::Buildah => Box::new(Buildah::new(layout)),
+            BuilderKind::Buildx => Box::new(Buildx::new(self.selection.buildx_builder.clone())),
+        }
+    }
 }
 
 impl flags::Image {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let cx = Cx::load()?;
         let releases = cx.releases(&self.versions)?;
-        let options = ImageOptions::new(sh, &self.image, self.arches.selected())?;
+        let selection = ImageSelection::new(&self.image, self.arches.selected())?;
+        if self.dry_run {
+            for release in releases {
+                let images = plan_images(&cx.layout, release, &selection);
+                let text = crate::plan::render_images(release, &selection, &images, &cx.layout)?;
+                print!("{text}");
+            }
+            return Ok(());
+        }
+        let options = ImageOptions::new(sh, selection)?;
         let _lock = CacheLock::acquire(&cx.layout)?;
         for release in releases {
-            for published in build_images(sh, &cx.layout, release, &options)? {
+            let images = plan_images(&cx.layout, release, &options.selection);
+            for published in build_images(sh, &cx.layout, release, &images, &options)? {
                 println!("{} {}", published.reference, published.digest);
             }
         }
@@ -222,78 +329,46 @@ impl flags::Image {
     }
 }
 
-impl ImageOptions {
-    /// The options the flags ask for, with the image builder chosen and checked to be usable.
-    pub fn new(sh: &Shell, args: &ImageArgs, arches: Vec<Arch>) -> Result<ImageOptions> {
-        let images = if args.images.is_empty() {
-            Image::ALL.to_vec()
-        } else {
-            args.images
-                .iter()
-                .map(|name| {
-                    Image::from_name(name).with_context(|| {
-                        let known: Vec<&str> = Image::ALL.iter().map(|i| i.name()).collect();
-                        format!(
-                            "unknown image `{name}`; expected one of {}",
-                            known.join(", ")
-                        )
-                    })
-                })
-                .collect::<Result<_>>()?
-        };
-        let packages = if args.skip_packages {
-            Packages::Skip
-        } else {
-            Packages::Install
-        };
-        let builder = choose_builder(sh, args.builder, args.buildx_builder.as_deref())?;
-        check_emulation(&arches, packages)?;
-        Ok(ImageOptions {
-            arches,
-            images,
-            packages,
-            builder,
-            args: args.clone(),
-        })
-    }
-}
-
-/// Builds, checks and publishes the images of one release from its built binaries.
+/// Builds, checks and publishes the planned images of one release from its built binaries.
 pub fn build_images(
     sh: &Shell,
     layout: &Layout,
     release: &Release,
+    images: &[PlannedImage],
     options: &ImageOptions,
 ) -> Result<Vec<Published>> {
-    let (builder, publisher) = backends(layout, options);
-    let base = base_image(release, &options.args);
-    eprintln!("==> images of {} from {base}", release.version);
+    let builder = options.builder(layout);
+    let publisher = SkopeoPublisher {
+        target: options.selection.target(layout),
+    };
+    eprintln!(
+        "==> images of {} from {} with {}",
+        release.version,
+        base_image(release, &options.selection),
+        builder.name()
+    );
     builder.sweep(sh)?;
     let mut published = Vec::new();
-    for &image in &options.images {
-        let context = context::prepare(layout, release, image, &options.arches, options.packages)?;
-        let job = ImageJob {
-            repository: image.repository().to_owned(),
-            tag: image.tag(release),
-            arches: options.arches.clone(),
-            context,
-            build_args: vec![("BASE_IMAGE".into(), base.clone())],
-            labels: labels(release),
-            source_date_epoch: release.source_date_epoch,
-        };
-        builder.build(sh, &job)?;
+    for planned in images {
+        let job = &planned.job;
+        context::prepare(
+            layout,
+            release,
+            planned.image,
+            &job.arches,
+            options.selection.packages,
+        )?;
+        builder.build(sh, job)?;
         for &arch in &job.arches {
             check_platform(
-                sh,
-                builder.as_ref(),
-                &job,
-                image,
+                job,
+                planned.image,
                 release,
                 arch,
-                options.packages,
+                options.selection.packages,
             )?;
         }
-        let result = publisher.publish(sh, &job)?;
+        let result = publisher.publish(sh, job)?;
         eprintln!("    published {} {}", result.reference, result.digest);
         published.push(result);
         if published.len() == 1 {
@@ -301,30 +376,6 @@ pub fn build_images(
         }
     }
     Ok(published)
-}
-
-/// The builder and publisher of the options' builder kind.
-fn backends(layout: &Layout, options: &ImageOptions) -> (Box<dyn Builder>, Box<dyn Publisher>) {
-    let target = Target::new(options.args.registry.as_deref(), layout);
-    match options.builder {
-        BuilderKind::Buildah => {
-            let store = Buildah::new(layout);
-            (
-                Box::new(store.clone()),
-                Box::new(BuildahPublisher { store, target }),
-            )
-        }
-        BuilderKind::Buildx => {
-            let buildx = Buildx::new(layout, options.args.buildx_builder.clone());
-            (
-                Box::new(buildx.clone()),
-                Box::new(SkopeoPublisher {
-                    source: buildx,
-                    target,
-                }),
-            )
-        }
-    }
 }
 
 /// buildx where it is asked for, or where it is present with a builder that answers; buildah
@@ -344,21 +395,18 @@ fn choose_builder(
         Some(BuilderKind::Buildah) => buildah(),
         Some(BuilderKind::Buildx) => {
             buildx::check_available(sh, buildx_builder)?;
-            skopeo_present()?;
             Ok(BuilderKind::Buildx)
         }
-        None if buildx::check_available(sh, buildx_builder).is_ok() => {
-            skopeo_present()?;
-            Ok(BuilderKind::Buildx)
-        }
+        None if buildx::check_available(sh, buildx_builder).is_ok() => Ok(BuilderKind::Buildx),
         None => buildah(),
     }
 }
 
+/// Both builders' layouts are checked and published through skopeo.
 fn skopeo_present() -> Result<()> {
     which::which("skopeo").map_err(|_| {
         anyhow::anyhow!(
-            "the buildx builder publishes with skopeo, which is missing: `apt-get install skopeo`"
+            "images are published with skopeo, which is missing: `apt-get install skopeo`"
         )
     })?;
     Ok(())
@@ -384,22 +432,24 @@ fn check_emulation(arches: &[Arch], packages: Packages) -> Result<()> {
     Ok(())
 }
 
-/// Every host command resolves inside the image, and the main program runs from it.
+/// Every host command resolves inside the image, and the main program runs from it: checked on
+/// the platform's root filesystem unpacked from the very layout that is published.
 fn check_platform(
-    sh: &Shell,
-    builder: &dyn Builder,
     job: &ImageJob,
     image: Image,
     release: &Release,
     arch: Arch,
     packages: Packages,
 ) -> Result<()> {
-    let root = builder.mount(sh, job, arch)?;
+    let unpacked = tempfile::tempdir().context("cannot create a directory to unpack into")?;
+    let root = Utf8Path::from_path(unpacked.path()).context("non-UTF-8 temp path")?;
+    oci::unpack_platform(&job.built, arch, root)
+        .with_context(|| format!("cannot unpack {} for {arch}", job.reference()))?;
     let commands: Vec<&str> = rules::host_commands(image, release.version)
         .iter()
         .map(|c| c.command)
         .collect();
-    let unresolved = rootfs::unresolved_commands(&root.path, arch, &commands);
+    let unresolved = rootfs::unresolved_commands(root, arch, &commands);
     if !unresolved.is_empty() {
         let list: Vec<String> = unresolved
             .iter()
@@ -418,20 +468,46 @@ fn check_platform(
             ),
         }
     }
-    let program = if image == Image::KubeProxy {
-        "kube-proxy"
-    } else {
-        "kubelet"
-    };
-    let binary = root.path.join("usr/local/bin").join(program);
-    let output = runner::run(&binary, arch, &["--version"], &[])?;
-    let expected = format!("Kubernetes {}", release.version);
+    let program = image.main_program();
+    let binary = root.join("usr/local/bin").join(program.name);
+    let test = rules::smoke_test(program.kind);
+    let output = runner::run(&binary, arch, &test.args, &test.env)?;
+    let expected = rules::version_output(release, program.kind, &release.version.to_string());
     if !output.success || !output.text.contains(&expected) {
         bail!(
-            "{program} in {} for {arch} does not print `{expected}`: {}",
+            "{} in {} for {arch} does not print `{expected}`: {}",
+            program.name,
             job.reference(),
             output.text.trim()
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_hosts_go_without_tls() {
+        for reference in [
+            "127.0.0.1:5000/ck",
+            "127.1.2.3/ck/kubelet:v1",
+            "localhost:5000/ck",
+            "localhost/ck",
+            "[::1]:5000/ck",
+        ] {
+            assert!(is_loopback(reference), "{reference}");
+        }
+        for reference in [
+            "localhost.example.com/ck",
+            "localhostile.io:5000/ck",
+            "127.example.com/ck",
+            "1270.0.0.1/ck",
+            "ghcr.io/127.0.0.1",
+            "[::2]:5000/ck",
+        ] {
+            assert!(!is_loopback(reference), "{reference}");
+        }
+    }
 }

@@ -12,16 +12,15 @@ use anyhow::{bail, Result};
 use camino::Utf8PathBuf;
 use xshell::Shell;
 
-use crate::build::{build_release, BuildOptions};
+use crate::build::{build_release, plan_build, BuildOptions};
 use crate::compile;
 use crate::context::Context;
 use crate::fetch::fetch_release;
 use crate::flags;
 use crate::fsutil;
-use crate::image::{build_images, ImageOptions};
+use crate::image::{build_images, plan_images, ImageOptions, ImageSelection};
 use crate::layout::Layout;
 use crate::lock::CacheLock;
-use kubelet_upstream::rules;
 
 /// The two builds; different names give them different paths, which exposes leaked host paths.
 const BUILD_NAMES: [&str; 2] = ["first", "second"];
@@ -37,7 +36,8 @@ impl flags::VerifyReproducible {
         if let Some(registry) = image_args.registry.take() {
             eprintln!("note: verify-reproducible writes OCI layouts and pushes nothing; ignoring registry {registry}");
         }
-        let image_options = ImageOptions::new(sh, &image_args, arches.clone())?;
+        let selection = ImageSelection::new(&image_args, arches.clone())?;
+        let image_options = ImageOptions::new(sh, selection)?;
         let build_options = BuildOptions::new(arches.clone(), compilers, &self.compiler);
         let _lock = CacheLock::acquire(&cx.layout)?;
         let root = cx.layout.reproducible(version);
@@ -89,15 +89,10 @@ impl flags::VerifyReproducible {
         let cx = Context::with_layout(layout.clone())?;
         let release = cx.releases(std::slice::from_ref(&self.version))?[0];
         let sources = fetch_release(sh, &cx, release, &self.source)?;
-        build_release(
-            sh,
-            layout,
-            release,
-            &sources,
-            &rules::binaries(release),
-            build_options,
-        )?;
-        build_images(sh, layout, release, image_options)?;
+        let build = plan_build(sh, layout, release, &sources.trees, build_options)?;
+        build_release(sh, layout, release, &build, build_options)?;
+        let images = plan_images(layout, release, &image_options.selection);
+        build_images(sh, layout, release, &images, image_options)?;
         Ok(())
     }
 }
