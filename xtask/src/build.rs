@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
-use kubelet_upstream::rules;
+use kubelet_upstream::rules::{self, Binary};
 use kubelet_upstream::{Arch, Component, Release};
 use xshell::{cmd, Shell};
 
@@ -41,7 +41,8 @@ impl flags::Build {
             let fetcher = fetcher(sh, &cx, &self.source);
             for release in releases {
                 let trees = planned_trees(fetcher.as_ref(), release);
-                let plan = plan_build(sh, &cx.layout, release, &trees, &options)?;
+                let binaries = rules::binaries(release);
+                let plan = plan_build(sh, &cx.layout, release, &trees, &binaries, &options)?;
                 print!("{}", plan::render_build(&plan)?);
             }
             return Ok(());
@@ -49,7 +50,8 @@ impl flags::Build {
         let _lock = CacheLock::acquire(&cx.layout)?;
         for release in releases {
             let sources = fetch_release(sh, &cx, release, &self.source)?;
-            let plan = plan_build(sh, &cx.layout, release, &sources.trees, &options)?;
+            let binaries = rules::binaries(release);
+            let plan = plan_build(sh, &cx.layout, release, &sources.trees, &binaries, &options)?;
             for manifest in build_release(sh, &cx.layout, release, &plan, &options)? {
                 print_summary(&manifest);
             }
@@ -89,12 +91,14 @@ pub fn planned_trees(fetcher: &dyn Fetcher, release: &Release) -> Vec<SourceTree
         .collect()
 }
 
-/// The build plan of every binary of `release` from `trees`, fetched or planned.
+/// The build plan of `binaries` (normally `rules::binaries(release)`) from `trees`, fetched or
+/// planned.
 pub fn plan_build(
     sh: &Shell,
     layout: &Layout,
     release: &Release,
     trees: &[SourceTree],
+    binaries: &[Binary],
     options: &BuildOptions,
 ) -> Result<BuildPlan> {
     let go = go::release_go(sh, layout, release)?;
@@ -106,7 +110,7 @@ pub fn plan_build(
         compilers: &options.compilers,
         pack_daemons: options.pack_daemons,
     };
-    BuildPlan::new(&input, &rules::binaries(release), |component| {
+    BuildPlan::new(&input, binaries, |component| {
         tree_of(trees, release, component)
     })
 }

@@ -12,6 +12,7 @@ use crate::flags;
 use crate::image::{build_images, plan_images, ImageOptions, ImageSelection};
 use crate::lock::CacheLock;
 use crate::plan::{self, ReleasePlan};
+use kubelet_upstream::rules::binaries;
 
 impl flags::Release {
     pub fn run(self, sh: &Shell) -> Result<()> {
@@ -29,7 +30,14 @@ impl flags::Release {
                     release,
                     source: self.source.source,
                     fetcher: fetcher.as_ref(),
-                    build: plan_build(sh, &cx.layout, release, &trees, &options)?,
+                    build: plan_build(
+                        sh,
+                        &cx.layout,
+                        release,
+                        &trees,
+                        &binaries(release),
+                        &options,
+                    )?,
                     selection: &selection,
                     images: plan_images(&cx.layout, release, &selection),
                     layout: &cx.layout,
@@ -42,7 +50,14 @@ impl flags::Release {
         let image_options = ImageOptions::new(sh, selection)?;
         for release in &releases {
             let sources = fetch_release(sh, &cx, release, &self.source)?;
-            let build = plan_build(sh, &cx.layout, release, &sources.trees, &options)?;
+            let build = plan_build(
+                sh,
+                &cx.layout,
+                release,
+                &sources.trees,
+                &binaries(release),
+                &options,
+            )?;
             build_release(sh, &cx.layout, release, &build, &options)?;
             let images = plan_images(&cx.layout, release, &image_options.selection);
             for published in build_images(sh, &cx.layout, release, &images, &image_options)? {

@@ -140,7 +140,7 @@ pub fn push_with_retry(
             .trim();
         match classify(&stderr) {
             Failure::Auth => bail!(
-                "registry {registry} refused our credentials for {image} ({last_line}); log in with `buildah login {registry}` (or `docker login` for buildx) or check the token's push rights"
+                "registry {registry} refused our credentials for {image} ({last_line}); log in with `skopeo login {registry}` (a `buildah login` or `docker login` works too) or check the token's push rights"
             ),
             Failure::Permanent => bail!("cannot push {image} to {registry}: {last_line}"),
             Failure::Transient if attempt == ATTEMPTS => bail!(
@@ -255,6 +255,6 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert_eq!(calls, 1);
-        assert!(error.contains("buildah login ghcr.io/me"), "{error}");
+        assert!(error.contains("skopeo login ghcr.io/me"), "{error}");
     }
 }

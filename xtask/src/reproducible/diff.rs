@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use kubelet_upstream::{Arch, KubeVersion};
 use memchr::memmem;
+use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -208,8 +209,8 @@ fn compare_layouts(
                 "image {name}: index {digest_a} in the first build, {digest_b} in the second"
             ));
         }
-        let index_a = oci::read_blob_json(a, digest_a)?;
-        let index_b = oci::read_blob_json(b, digest_b)?;
+        let index_a = oci::read_index(a, digest_a)?;
+        let index_b = oci::read_index(b, digest_b)?;
         let platforms_a = platform_manifests(&index_a)?;
         let platforms_b = platform_manifests(&index_b)?;
         if platforms_a.keys().ne(platforms_b.keys()) {
@@ -221,7 +222,7 @@ fn compare_layouts(
         }
         for (platform, manifest_a) in &platforms_a {
             let label = format!("image {name} {platform}");
-            let manifest_a = oci::read_blob_json(a, manifest_a)?;
+            let manifest_a = oci::read_manifest(a, manifest_a)?;
             scan_layers(
                 a,
                 &manifest_a,
@@ -234,7 +235,7 @@ fn compare_layouts(
             let Some(manifest_b) = platforms_b.get(platform) else {
                 continue;
             };
-            let manifest_b = oci::read_blob_json(b, manifest_b)?;
+            let manifest_b = oci::read_manifest(b, manifest_b)?;
             scan_layers(
                 b,
                 &manifest_b,
@@ -251,24 +252,24 @@ fn compare_layouts(
 }
 
 /// Platform (`linux/arm/v7`) to manifest digest.
-fn platform_manifests(index: &Value) -> Result<BTreeMap<String, String>> {
+fn platform_manifests(index: &ImageIndex) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
-    for entry in index["manifests"].as_array().into_iter().flatten() {
+    for entry in index.manifests() {
         let arch = oci::platform_arch(entry)?;
-        out.insert(arch.platform().to_owned(), oci::entry_digest(entry)?);
+        out.insert(arch.platform().to_owned(), entry.digest().to_string());
     }
     Ok(out)
 }
 
 fn compare_manifests(
-    (a, manifest_a): (&Utf8Path, &Value),
-    (b, manifest_b): (&Utf8Path, &Value),
+    (a, manifest_a): (&Utf8Path, &ImageManifest),
+    (b, manifest_b): (&Utf8Path, &ImageManifest),
     label: &str,
     layers: &Layers,
     report: &mut Report,
 ) -> Result<()> {
-    let config_a = manifest_a["config"]["digest"].as_str().unwrap_or_default();
-    let config_b = manifest_b["config"]["digest"].as_str().unwrap_or_default();
+    let config_a = &manifest_a.config().digest().to_string();
+    let config_b = &manifest_b.config().digest().to_string();
     if config_a != config_b {
         let keys = differing_keys(
             &oci::read_blob_json(a, config_a)?,
@@ -307,17 +308,11 @@ fn compare_manifests(
     Ok(())
 }
 
-fn layer_list(manifest: &Value) -> Vec<(String, String)> {
-    manifest["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            (
-                l["digest"].as_str().unwrap_or_default().to_owned(),
-                l["mediaType"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+fn layer_list(manifest: &ImageManifest) -> Vec<(String, MediaType)> {
+    manifest
+        .layers()
+        .iter()
+        .map(|l| (l.digest().to_string(), l.media_type().clone()))
         .collect()
 }
 
@@ -407,7 +402,7 @@ type Layers = HashMap<String, BTreeMap<String, LayerEntry>>;
 /// Scans each layer of a manifest for host paths, once per layer digest.
 fn scan_layers(
     layout: &Utf8Path,
-    manifest: &Value,
+    manifest: &ImageManifest,
     label: &str,
     build: &str,
     scanner: &HostPaths,
@@ -433,7 +428,7 @@ fn scan_layers(
 fn read_layer(
     layout: &Utf8Path,
     digest: &str,
-    media_type: &str,
+    media_type: &MediaType,
     scanner: &HostPaths,
 ) -> Result<(BTreeMap<String, LayerEntry>, Vec<String>)> {
     let path = oci::blob_path(layout, digest);

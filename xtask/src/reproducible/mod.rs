@@ -89,7 +89,15 @@ impl flags::VerifyReproducible {
         let cx = Context::with_layout(layout.clone())?;
         let release = cx.releases(std::slice::from_ref(&self.version))?[0];
         let sources = fetch_release(sh, &cx, release, &self.source)?;
-        let build = plan_build(sh, layout, release, &sources.trees, build_options)?;
+        let binaries = kubelet_upstream::rules::binaries(release);
+        let build = plan_build(
+            sh,
+            layout,
+            release,
+            &sources.trees,
+            &binaries,
+            build_options,
+        )?;
         build_release(sh, layout, release, &build, build_options)?;
         let images = plan_images(layout, release, &image_options.selection);
         build_images(sh, layout, release, &images, image_options)?;
