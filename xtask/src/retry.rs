@@ -46,7 +46,12 @@ const TRANSIENT_PHRASES: [&str; 8] = [
 const AUTH_STATUSES: [u16; 2] = [401, 403];
 const TRANSIENT_STATUSES: [u16; 5] = [429, 500, 502, 503, 504];
 /// The words after which registry clients print an HTTP status code.
-const STATUS_MARKERS: [&str; 3] = ["status code ", "status: ", "status "];
+const STATUS_MARKERS: [&str; 4] = [
+    "status code from registry ",
+    "status code ",
+    "status: ",
+    "status ",
+];
 
 /// Classifies a push's error output. Pure, so each message shape has a test.
 pub fn classify(stderr: &str) -> Failure {
@@ -78,15 +83,17 @@ pub fn http_statuses(text: &str) -> Vec<u16> {
         }
     }
     for (code, reason) in REASONS {
-        let phrase = format!("{code} {reason}");
-        let standalone = text.match_indices(&phrase).any(|(at, _)| {
-            !text[..at]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_ascii_alphanumeric())
-        });
-        if standalone {
-            found.push(code);
+        // "503 Service Unavailable", or "503 (Service Unavailable)" as containers/image says.
+        for phrase in [format!("{code} {reason}"), format!("{code} ({reason})")] {
+            let standalone = text.match_indices(&phrase).any(|(at, _)| {
+                !text[..at]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_alphanumeric())
+            });
+            if standalone {
+                found.push(code);
+            }
         }
     }
     found.sort_unstable();
@@ -191,6 +198,15 @@ mod tests {
             Failure::Auth
         );
         assert_eq!(classify("status code 429"), Failure::Transient);
+        // What skopeo printed here for a registry behind a front answering 503.
+        assert_eq!(
+            classify("pinging container registry 127.0.0.1:39391: invalid status code from registry 503 (Service Unavailable)"),
+            Failure::Transient
+        );
+        assert_eq!(
+            classify("invalid status code from registry 401 (Unauthorized)"),
+            Failure::Auth
+        );
     }
 
     #[test]

@@ -89,14 +89,14 @@ pub fn image_sizes(
     let mut sizes = Vec::new();
     for entry in index.manifests() {
         let arch = platform_arch(entry)?;
-        let manifest = read_manifest(&layout, &entry.digest().to_string())?;
+        let manifest = read_manifest(&layout, entry.digest().as_ref())?;
         let mut size = PlatformSize {
             compressed: 0,
             extracted: 0,
         };
         for layer in manifest.layers() {
             size.compressed += layer.size();
-            let path = blob_path(&layout, &layer.digest().to_string());
+            let path = blob_path(&layout, layer.digest().as_ref());
             size.extracted += std::io::copy(
                 &mut layer_reader(&path, layer.media_type())?,
                 &mut std::io::sink(),

@@ -67,6 +67,7 @@ fn a_missing_go_names_the_tool_the_version_and_where_to_get_it() {
 
 #[test]
 fn a_missing_image_builder_stops_a_release_before_it_fetches_or_compiles() {
+    support::require_tools("missing_image_builder", &["go"]);
     let cache = tempfile::tempdir().unwrap();
     let output = xtask_with_tools(
         &["release", "v1.26.0", "--skip-packages"],
@@ -82,9 +83,7 @@ fn a_missing_image_builder_stops_a_release_before_it_fetches_or_compiles() {
 
 #[test]
 fn a_missing_python_for_zig_says_how_to_get_zig_and_builds_nothing() {
-    if !support::tools_present("missing_python", &["go"]) {
-        return;
-    }
+    support::require_tools("missing_python", &["go"]);
     let upstream = support::FixtureUpstream::create();
     let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let cache = work.path().join("cache");
@@ -104,9 +103,7 @@ fn a_missing_python_for_zig_says_how_to_get_zig_and_builds_nothing() {
 
 #[test]
 fn a_checksum_mismatch_names_the_file_and_leaves_nothing() {
-    if !support::minirootfs_present("checksum_mismatch") {
-        return;
-    }
+    support::require_minirootfs("checksum_mismatch");
     let fixtures_dir = support::minirootfs_dir();
     let copy = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(&fixtures_dir).unwrap().flatten() {

@@ -10,14 +10,12 @@ use std::process::Command;
 use support::{fixtures, images};
 
 #[test]
+#[ignore = "end-to-end: needs buildah, skopeo, docker-registry, qemu-user-static, zig, upx, docker buildx, buildkitd and runc; run with -- --include-ignored (.ci/run installs them)"]
 fn buildx_builds_and_pushes_every_image_as_a_multi_arch_index() {
-    if !support::tools_present("buildx_e2e", &support::PIPELINE_TOOLS)
-        || !support::tools_present("buildx_e2e", &["qemu-arm-static"])
-        || !support::buildx_present("buildx_e2e")
-        || !support::minirootfs_present("buildx_e2e")
-    {
-        return;
-    }
+    support::require_tools("buildx_e2e", &support::PIPELINE_TOOLS);
+    support::require_tools("buildx_e2e", &["qemu-arm-static"]);
+    support::require_buildx("buildx_e2e");
+    support::require_minirootfs("buildx_e2e");
     let upstream = support::FixtureUpstream::create();
     let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let registry = support::Registry::start();

@@ -10,9 +10,7 @@ use support::fixtures;
 
 #[test]
 fn a_second_run_waits_for_the_cache_lock() {
-    if !support::tools_present("concurrency", &["go"]) {
-        return;
-    }
+    support::require_tools("concurrency", &["go"]);
     let upstream = support::FixtureUpstream::create();
     let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let cache = work.path().join("cache");

@@ -135,12 +135,10 @@ fn has_entry_named(dir: &Path, pattern: &str) -> bool {
 }
 
 #[test]
+#[ignore = "end-to-end: needs buildah, skopeo, docker-registry, qemu-user-static, zig and upx; run with -- --include-ignored (.ci/run installs them)"]
 fn a_run_killed_in_any_step_resumes_to_the_same_result() {
-    if !support::tools_present("interruption", &support::PIPELINE_TOOLS)
-        || !support::minirootfs_present("interruption")
-    {
-        return;
-    }
+    support::require_tools("interruption", &support::PIPELINE_TOOLS);
+    support::require_minirootfs("interruption");
     let upstream = support::FixtureUpstream::create();
     let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let registry = support::Registry::start();

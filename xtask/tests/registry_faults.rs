@@ -32,13 +32,10 @@ fn error_lines(output: &Output) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "end-to-end: needs buildah, skopeo and docker-registry; run with -- --include-ignored (.ci/run installs them)"]
 fn server_errors_are_retried_until_the_push_lands() {
-    let tools = ["buildah", "skopeo", "docker-registry"];
-    if !support::tools_present("registry_5xx", &tools)
-        || !support::minirootfs_present("registry_5xx")
-    {
-        return;
-    }
+    support::require_tools("registry_5xx", &["buildah", "skopeo", "docker-registry"]);
+    support::require_minirootfs("registry_5xx");
     let registry = support::Registry::start();
     // Each push attempt pings the registry twice (/v2/, then /v1/_ping) before it gives up.
     let front = support::FlakyFront::start(&registry.address, 3);
@@ -64,13 +61,10 @@ fn server_errors_are_retried_until_the_push_lands() {
 }
 
 #[test]
+#[ignore = "end-to-end: needs buildah and docker-registry; run with -- --include-ignored (.ci/run installs them)"]
 fn a_refused_login_fails_at_once_without_showing_credentials() {
-    let tools = ["buildah", "docker-registry"];
-    if !support::tools_present("registry_auth", &tools)
-        || !support::minirootfs_present("registry_auth")
-    {
-        return;
-    }
+    support::require_tools("registry_auth", &["buildah", "docker-registry"]);
+    support::require_minirootfs("registry_auth");
     const SECRET: &str = "not-the-password-4f1c";
     let registry = support::Registry::start_with_auth(Some(("ci", "right-password")));
     let auth = tempfile::tempdir().unwrap();

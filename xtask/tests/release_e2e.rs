@@ -31,18 +31,16 @@ fn xtask(env: &Env, args: &[&str]) -> String {
 }
 
 #[test]
+#[ignore = "end-to-end: needs buildah, skopeo, docker-registry, qemu-user-static, zig and upx; run with -- --include-ignored (.ci/run installs them)"]
 fn release_builds_and_pushes_every_image_as_a_multi_arch_index() {
-    if !support::tools_present("release_e2e", &support::PIPELINE_TOOLS)
-        || !support::tools_present("release_e2e", &["qemu-arm-static", "tar"])
-        || !support::minirootfs_present("release_e2e")
-    {
-        return;
-    }
+    support::require_tools("release_e2e", &support::PIPELINE_TOOLS);
+    support::require_tools("release_e2e", &["qemu-arm-static", "tar"]);
+    support::require_minirootfs("release_e2e");
     let upstream = support::FixtureUpstream::create();
     let manifest = upstream.manifest.clone();
     // Toolchains and compiler caches persist between runs; outputs and sources do not.
     let cache = support::tool_cache();
-    for stale in ["sources", "out", "images", "buildah", "oci"] {
+    for stale in ["sources", "out", "images", "buildah", "oci", "oci-built"] {
         std::fs::remove_dir_all(cache.join(stale)).ok();
     }
     let env = Env { cache, manifest };
@@ -80,12 +78,10 @@ fn release_builds_and_pushes_every_image_as_a_multi_arch_index() {
 }
 
 #[test]
+#[ignore = "end-to-end: needs buildah; run with -- --include-ignored (.ci/run installs them)"]
 fn a_refusing_registry_is_retried_then_named_in_one_error() {
-    if !support::tools_present("refusing_registry", &["buildah"])
-        || !support::minirootfs_present("refusing_registry")
-    {
-        return;
-    }
+    support::require_tools("refusing_registry", &["buildah"]);
+    support::require_minirootfs("refusing_registry");
     let cache = tempfile::tempdir().unwrap();
     // Nothing listens on port 1: every push attempt is refused.
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -114,4 +110,124 @@ fn a_refusing_registry_is_retried_then_named_in_one_error() {
         4,
         "{stderr}"
     );
+}
+
+/// The packing check of [`images::check_pushed_release`], on fake files and records: it passes
+/// what the build writes and rejects each way a record and the shipped file can disagree.
+mod packing_check {
+    use serde_json::{json, Value};
+
+    use super::images::check_shipped;
+
+    const UPX: &str = "upx 3.94";
+
+    /// A file of `size` bytes that starts like an ELF binary, with upx's magic or without.
+    fn file(size: usize, upx_magic: bool) -> Vec<u8> {
+        let mut bytes = b"\x7fELF".to_vec();
+        if upx_magic {
+            bytes.extend_from_slice(b"\0\0\0\0UPX!");
+        }
+        bytes.resize(size, 0x5a);
+        bytes
+    }
+
+    fn record(
+        name: &str,
+        bytes: &[u8],
+        unpacked: u64,
+        packed: Option<u64>,
+        note: Option<&str>,
+    ) -> Value {
+        let sha256 = xtask::fsutil::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        json!({
+            "name": name,
+            "component": "kubernetes",
+            "path": format!("bin/{name}"),
+            "unpacked_size": unpacked,
+            "packed_size": packed,
+            "sha256": sha256,
+            "note": note,
+        })
+    }
+
+    fn not_run_note(name: &str) -> String {
+        format!(
+            "shipped unpacked: {name} amd64 packed by {UPX} does not run (signal: 11 (SIGSEGV))"
+        )
+    }
+
+    #[test]
+    fn accepts_what_the_build_ships() {
+        let packed = file(400, true);
+        let tool = record("kubeadm", &packed, 1000, Some(400), None);
+        assert_eq!(check_shipped("arm64", UPX, &tool, &packed), Ok(()));
+
+        let unpacked = file(1000, false);
+        let note = not_run_note("kubeadm");
+        let tool = record("kubeadm", &unpacked, 1000, None, Some(&note));
+        assert_eq!(check_shipped("amd64", UPX, &tool, &unpacked), Ok(()));
+
+        let daemon = record("kubelet", &unpacked, 1000, None, None);
+        assert_eq!(check_shipped("amd64", UPX, &daemon, &unpacked), Ok(()));
+    }
+
+    #[test]
+    fn rejects_a_packed_record_whose_file_has_no_upx_magic() {
+        let bytes = file(400, false);
+        let tool = record("crictl", &bytes, 1000, Some(400), None);
+        let error = check_shipped("arm64", UPX, &tool, &bytes).unwrap_err();
+        assert!(error.contains("no UPX! magic"), "{error}");
+    }
+
+    #[test]
+    fn rejects_a_packed_size_that_is_not_smaller() {
+        let bytes = file(1000, true);
+        let tool = record("crictl", &bytes, 1000, Some(1000), None);
+        let error = check_shipped("arm64", UPX, &tool, &bytes).unwrap_err();
+        assert!(error.contains("not smaller"), "{error}");
+    }
+
+    #[test]
+    fn rejects_a_tool_shipped_unpacked_without_the_did_not_run_note() {
+        let bytes = file(1000, false);
+        for note in [
+            None,
+            Some("shipped unpacked: upx failed".to_owned()),
+            Some(not_run_note("crictl")),
+        ] {
+            let tool = record("kubeadm", &bytes, 1000, None, note.as_deref());
+            let error = check_shipped("amd64", UPX, &tool, &bytes).unwrap_err();
+            assert!(error.contains("without the note"), "{error}");
+        }
+        // The note names the upx the manifest records.
+        let tool = record(
+            "kubeadm",
+            &bytes,
+            1000,
+            None,
+            Some(&not_run_note("kubeadm")),
+        );
+        assert!(check_shipped("amd64", "upx 4.2.4", &tool, &bytes).is_err());
+    }
+
+    #[test]
+    fn rejects_upx_magic_in_a_file_recorded_as_unpacked() {
+        let bytes = file(1000, true);
+        let daemon = record("kubelet", &bytes, 1000, None, None);
+        let error = check_shipped("arm64", UPX, &daemon, &bytes).unwrap_err();
+        assert!(error.contains("UPX! magic"), "{error}");
+        let note = not_run_note("kubeadm");
+        let tool = record("kubeadm", &bytes, 1000, None, Some(&note));
+        assert!(check_shipped("amd64", UPX, &tool, &bytes).is_err());
+    }
+
+    #[test]
+    fn rejects_a_file_that_is_not_the_shipped_binary() {
+        let bytes = file(400, true);
+        let tool = record("kubeadm", &bytes, 1000, Some(400), None);
+        let mut other = bytes.clone();
+        other[100] ^= 1;
+        let error = check_shipped("arm64", UPX, &tool, &other).unwrap_err();
+        assert!(error.contains("not the shipped binary"), "{error}");
+    }
 }

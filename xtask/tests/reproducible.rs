@@ -9,12 +9,10 @@ use std::process::Command;
 use support::fixtures;
 
 #[test]
+#[ignore = "end-to-end: needs buildah, skopeo, docker-registry, qemu-user-static, zig and upx; run with -- --include-ignored (.ci/run installs them)"]
 fn two_clean_builds_give_identical_binaries_and_image_digests() {
-    if !support::tools_present("reproducible", &support::PIPELINE_TOOLS)
-        || !support::minirootfs_present("reproducible")
-    {
-        return;
-    }
+    support::require_tools("reproducible", &support::PIPELINE_TOOLS);
+    support::require_minirootfs("reproducible");
     let upstream = support::FixtureUpstream::create();
     let (work, manifest) = (&upstream.work, upstream.manifest.clone());
     let registry = support::Registry::start();

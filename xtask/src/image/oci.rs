@@ -115,12 +115,12 @@ fn platform_manifest(layout: &Utf8Path, arch: Arch) -> Result<ImageManifest> {
             .iter()
             .find(|e| e.platform().is_some() && platform_arch(e).ok() == Some(arch))
         {
-            return read_manifest(layout, &entry.digest().to_string());
+            return read_manifest(layout, entry.digest().as_ref());
         }
         let [only] = entries.as_slice() else {
             bail!("{layout} holds no image for {arch}");
         };
-        index = read_index(layout, &only.digest().to_string())?;
+        index = read_index(layout, only.digest().as_ref())?;
     }
     bail!("{layout} holds no image for {arch}")
 }
@@ -129,7 +129,7 @@ fn platform_manifest(layout: &Utf8Path, arch: Arch) -> Result<ImageManifest> {
 pub fn unpack_platform(layout: &Utf8Path, arch: Arch, root: &Utf8Path) -> Result<()> {
     let manifest = platform_manifest(layout, arch)?;
     for layer in manifest.layers() {
-        let path = blob_path(layout, &layer.digest().to_string());
+        let path = blob_path(layout, layer.digest().as_ref());
         let mut archive = tar::Archive::new(layer_reader(&path, layer.media_type())?);
         archive.set_preserve_permissions(true);
         archive.set_overwrite(true);

@@ -35,6 +35,32 @@ fn inspect_raw(reference: &str) -> Value {
     .unwrap()
 }
 
+/// The registry serves, byte for byte, the index the builder wrote into its OCI layout under
+/// the cache: the layout every platform was checked in.
+fn check_published_is_built(cache: &Path, repository: &str, tag: &str, reference: &str) {
+    let layout = cache.join("oci-built").join(format!("{repository}_{tag}"));
+    let top: Value = serde_json::from_slice(
+        &std::fs::read(layout.join("index.json"))
+            .unwrap_or_else(|e| panic!("no built OCI layout at {}: {e}", layout.display())),
+    )
+    .unwrap();
+    let built = top["manifests"][0]["digest"].as_str().unwrap().to_owned();
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]);
+    let pushed = format!(
+        "sha256:{}",
+        xtask::fsutil::hex(&<sha2::Sha256 as sha2::Digest>::digest(&raw))
+    );
+    assert_eq!(
+        pushed, built,
+        "{reference}: the published index is the built one"
+    );
+}
+
 fn inspect_config(reference: &str) -> Value {
     serde_json::from_slice(&skopeo(&[
         "inspect",
@@ -145,7 +171,9 @@ pub fn check_pushed_release(prefix: &str, cache: &Path) {
     assert_eq!(tags["Tags"].as_array().unwrap().len(), 5, "{tags}");
 
     for (repository, variant, files) in images {
-        let reference = format!("{prefix}/{repository}:{version}-{variant}{TAG_SUFFIX}");
+        let tag = format!("{version}-{variant}{TAG_SUFFIX}");
+        let reference = format!("{prefix}/{repository}:{tag}");
+        check_published_is_built(cache, repository, &tag, &reference);
         let index = inspect_raw(&reference);
         let entries = index["manifests"]
             .as_array()
@@ -255,7 +283,14 @@ fn check_runs(rootfs: &Path, repository: &str, arch: &str, version: &str) {
     );
 }
 
-/// The image holds exactly the shipped binaries, and on arm the tools are the packed ones.
+/// Where the built programs go in an image, and the one file there that is not a built binary.
+const BINARY_DIRS: [&str; 2] = ["usr/local/bin", "opt/cni/bin"];
+const SCRIPTS: [&str; 1] = ["install-cni"];
+/// upx writes this in the header of every file it packs.
+const UPX_MAGIC: &[u8] = b"UPX!";
+
+/// Every built binary in the image is the one the artifact manifest records, packed exactly
+/// where the record says so (see [`check_shipped`]).
 fn check_packing(cache: &Path, rootfs: &Path, arch: &str, files: &[&str]) {
     let arch_dir = if arch == "arm" { "armv7" } else { arch };
     let manifest_path = cache
@@ -263,30 +298,112 @@ fn check_packing(cache: &Path, rootfs: &Path, arch: &str, files: &[&str]) {
         .join(fixtures::KUBERNETES_TAG)
         .join(arch_dir)
         .join("manifest.json");
-    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
-    for file in files {
-        let name = Path::new(file).file_name().unwrap().to_str().unwrap();
-        let Some(record) = manifest["binaries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == name)
-        else {
-            continue; // install-cni is a script, not a built binary
+    let manifest: Value = serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    let upx = manifest["upx"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: no upx version", manifest_path.display()));
+    let records = manifest["binaries"].as_array().unwrap();
+    let mut checked = Vec::new();
+    for dir in BINARY_DIRS {
+        let Ok(entries) = std::fs::read_dir(rootfs.join(dir)) else {
+            continue;
         };
-        let bytes = std::fs::read(rootfs.join(file)).unwrap();
-        let digest = xtask::fsutil::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        assert_eq!(
-            record["sha256"].as_str().unwrap(),
-            digest,
-            "{arch} {name}: the image holds the shipped binary"
-        );
-        let is_daemon = name == "kubelet" || name == "kube-proxy";
-        if !is_daemon && arch != "amd64" {
-            assert!(
-                record["packed_size"].is_u64(),
-                "{arch} {name} should ship packed: {record}"
-            );
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if SCRIPTS.contains(&name.as_str()) {
+                continue;
+            }
+            let record = records
+                .iter()
+                .find(|b| b["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{arch}: /{dir}/{name} is not a built binary"));
+            let bytes = std::fs::read(entry.path()).unwrap();
+            if let Err(problem) = check_shipped(arch, upx, record, &bytes) {
+                panic!("/{dir}/{name}: {problem}");
+            }
+            checked.push(format!("{dir}/{name}"));
         }
     }
+    for file in files {
+        let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+        assert!(
+            SCRIPTS.contains(&name) || checked.iter().any(|c| c == file),
+            "{arch}: /{file} was not checked against the manifest"
+        );
+    }
+}
+
+/// One file shipped in an image against its record in the artifact manifest; `upx` is the
+/// manifest's upx version. The file is the shipped binary (sha256), and:
+/// - where the record says packed (`packed_size`), it is smaller than the unpacked binary, that
+///   is the file's size, and the file carries upx's `UPX!` magic;
+/// - where it says unpacked, the file has no `UPX!` magic and is the unpacked size, and a tool
+///   (anything but the daemons kubelet and kube-proxy, which are never packed unless asked)
+///   carries the note the build writes when its packed binary did not run.
+pub fn check_shipped(arch: &str, upx: &str, record: &Value, bytes: &[u8]) -> Result<(), String> {
+    let name = record["name"]
+        .as_str()
+        .ok_or_else(|| format!("{arch}: a record without a name: {record}"))?;
+    let what = format!("{arch} {name}");
+    let digest = xtask::fsutil::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    if record["sha256"].as_str() != Some(digest.as_str()) {
+        return Err(format!(
+            "{what}: the image holds sha256 {digest}, not the shipped binary: {record}"
+        ));
+    }
+    let unpacked_size = record["unpacked_size"]
+        .as_u64()
+        .ok_or_else(|| format!("{what}: no unpacked_size: {record}"))?;
+    let size = bytes.len() as u64;
+    let has_magic = memchr::memmem::find(bytes, UPX_MAGIC).is_some();
+    match &record["packed_size"] {
+        Value::Null => {
+            if has_magic {
+                return Err(format!(
+                    "{what}: recorded as unpacked, but the file carries upx's UPX! magic: {record}"
+                ));
+            }
+            if size != unpacked_size {
+                return Err(format!(
+                    "{what}: recorded as unpacked ({unpacked_size} bytes), but the file has {size}"
+                ));
+            }
+            let is_daemon = name == "kubelet" || name == "kube-proxy";
+            let note = record["note"].as_str().unwrap_or_default();
+            let did_not_run = note.starts_with(&format!("shipped unpacked: {name} "))
+                && note.contains(&format!("packed by {upx} does not run"));
+            if !is_daemon && !did_not_run {
+                return Err(format!(
+                    "{what}: a tool shipped unpacked without the note that its packed binary \
+                     ({upx}) did not run: {record}"
+                ));
+            }
+        }
+        Value::Number(packed) => {
+            let packed = packed
+                .as_u64()
+                .ok_or_else(|| format!("{what}: packed_size is not a size: {record}"))?;
+            if packed >= unpacked_size {
+                return Err(format!(
+                    "{what}: packed to {packed} bytes from {unpacked_size}: not smaller"
+                ));
+            }
+            if size != packed {
+                return Err(format!(
+                    "{what}: recorded as packed to {packed} bytes, but the file has {size}"
+                ));
+            }
+            if !has_magic {
+                return Err(format!(
+                    "{what}: recorded as packed, but the file has no UPX! magic: {record}"
+                ));
+            }
+        }
+        other => {
+            return Err(format!(
+                "{what}: packed_size is neither a size nor null: {other}"
+            ))
+        }
+    }
+    Ok(())
 }

