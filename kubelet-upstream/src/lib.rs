@@ -4,6 +4,7 @@
 
 mod component;
 mod manifest;
+pub mod modules;
 mod platform;
 pub mod rules;
 mod version;

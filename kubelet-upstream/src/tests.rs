@@ -58,6 +58,22 @@ fn committed_manifest_is_valid() {
 }
 
 #[test]
+fn committed_manifest_pins_the_sum_of_every_module_the_proxy_source_downloads() {
+    let manifest = Manifest::parse(MANIFEST_TEXT, MANIFEST_FILE).unwrap();
+    for release in manifest.releases() {
+        for pin in release.pins() {
+            assert!(
+                pin.goproxy_module_sum().is_some(),
+                "{} {}: {:?} has no module-sum",
+                release.version,
+                pin.component,
+                pin.goproxy_module()
+            );
+        }
+    }
+}
+
+#[test]
 fn committed_manifest_pins_three_newest_minors() {
     let manifest = Manifest::parse(MANIFEST_TEXT, MANIFEST_FILE).unwrap();
     let mut minors: Vec<(u32, u32)> = manifest

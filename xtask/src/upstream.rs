@@ -1,13 +1,15 @@
 //! `cargo xtask upstream`: list the pins, check them against the newest upstream patches, and
 //! bump the manifest. Upstream tags are read with git2 (ls-remote), so a mirror or a local
-//! repository works as well as GitHub.
+//! repository works as well as GitHub; the module sums of new pins come from the go command
+//! through GOPROXY, as the goproxy source later checks them.
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
 use git2::{Direction, Oid, Repository};
-use kubelet_upstream::{Component, KubeVersion, Manifest, Release};
+use kubelet_upstream::modules::{newest_in_minor, tracked_releases};
+use kubelet_upstream::{Component, GoproxySubstitute, KubeVersion, Manifest, Pin, Release};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
@@ -16,14 +18,15 @@ use xshell::Shell;
 use crate::context::Context as Cx;
 use crate::flags::{self, UpstreamAction};
 use crate::fsutil;
+use crate::go::{self, Network, Toolchain};
+use crate::layout::Layout;
+use crate::source::goproxy;
 
-/// How many of the newest Kubernetes minors are kept pinned at their newest patch.
-pub const TRACKED_MINORS: usize = 3;
 /// Files that name the Go release upstream built a tag with, newest convention first.
 const GO_VERSION_FILES: [&str; 2] = [".go-version", "build/build-image/cross/VERSION"];
 
 impl flags::Upstream {
-    pub fn run(self, _sh: &Shell) -> Result<()> {
+    pub fn run(self, sh: &Shell) -> Result<()> {
         let cx = Cx::load()?;
         let remotes = cx.remotes(&self.remotes);
         match self.action.unwrap_or(UpstreamAction::List) {
@@ -46,7 +49,7 @@ impl flags::Upstream {
                 )
             }
             UpstreamAction::Bump => {
-                let changes = bump(&cx.layout.manifest(), &cx.manifest, &remotes)?;
+                let changes = bump(sh, &cx.layout, &cx.manifest, &remotes)?;
                 if changes.is_empty() {
                     println!("up to date");
                 }
@@ -92,29 +95,19 @@ pub fn release_tags(url: &str) -> Result<BTreeMap<KubeVersion, Oid>> {
     Ok(tags)
 }
 
-/// The newest patch of each of the `TRACKED_MINORS` newest minors.
-pub fn newest_patches(tags: &BTreeMap<KubeVersion, Oid>) -> Vec<(KubeVersion, Oid)> {
-    let mut by_minor: BTreeMap<(u32, u32), (KubeVersion, Oid)> = BTreeMap::new();
-    for (&version, &oid) in tags {
-        by_minor.insert(version.minor_line(), (version, oid));
-    }
-    let mut newest: Vec<(KubeVersion, Oid)> =
-        by_minor.into_values().rev().take(TRACKED_MINORS).collect();
-    newest.reverse();
-    newest
-}
-
 fn missing_releases(manifest: &Manifest, kubernetes_url: &str) -> Result<Vec<(KubeVersion, Oid)>> {
     let tags = release_tags(kubernetes_url)?;
-    Ok(newest_patches(&tags)
+    Ok(tracked_releases(&tags)
         .into_iter()
         .filter(|(version, _)| manifest.release(*version).is_none())
         .collect())
 }
 
-/// Writes a pin for every missing newest patch; returns one line per change.
+/// Writes a pin for every missing newest patch, with the module sums of what it pins; returns
+/// one line per change.
 pub fn bump(
-    path: &Utf8Path,
+    sh: &Shell,
+    layout: &Layout,
     manifest: &Manifest,
     remotes: &BTreeMap<Component, String>,
 ) -> Result<Vec<String>> {
@@ -128,11 +121,12 @@ pub fn bump(
         .context("the manifest pins no release to copy the base from")?;
     let cri_tags = release_tags(&remotes[&Component::CriTools])?;
     let cni_tags = release_tags(&remotes[&Component::CniPlugins])?;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
-    let mut document: DocumentMut = text
-        .parse()
-        .with_context(|| format!("{path} is not valid TOML"))?;
-    let mut changes = Vec::new();
+    let cni = cni_tags
+        .iter()
+        .next_back()
+        .map(|(v, o)| (*v, *o))
+        .context("the CNI plugins remote has no release tag")?;
+    let mut releases = Vec::new();
     for (version, commit) in missing {
         let source = inspect_commit(&remotes[&Component::Kubernetes], version, commit)?;
         let cri = newest_in_minor(&cri_tags, version).with_context(|| {
@@ -141,23 +135,39 @@ pub fn bump(
                 version.major, version.minor
             )
         })?;
-        let cni = cni_tags
-            .iter()
-            .next_back()
-            .context("the CNI plugins remote has no release tag")?;
-        let table = release_table(version, commit, &source, template, cri, (*cni.0, *cni.1));
-        releases_array(&mut document)?.push(table);
-        changes.push(format!(
-            "pinned {version} = {commit} (go{}, cri-tools {}, CNI plugins {})",
-            source.go, cri.0, cni.0
-        ));
+        releases.push(new_release(version, commit, source, template, cri, cni));
+    }
+    let sums = module_sums(sh, layout, &releases)?;
+    write_releases(&layout.manifest(), &releases, &sums)?;
+    Ok(releases
+        .iter()
+        .map(|r| {
+            format!(
+                "pinned {} = {} (go{}, cri-tools {}, CNI plugins {})",
+                r.version, r.kubernetes.commit, r.go, r.cri_tools.version, r.cni_plugins.version
+            )
+        })
+        .collect())
+}
+
+/// Appends the releases to the manifest, keeping its comments and layout.
+fn write_releases(
+    path: &Utf8Path,
+    releases: &[NewRelease],
+    sums: &BTreeMap<String, String>,
+) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    let mut document: DocumentMut = text
+        .parse()
+        .with_context(|| format!("{path} is not valid TOML"))?;
+    for release in releases {
+        releases_array(&mut document)?.push(release_table(release, sums)?);
     }
     let updated = document.to_string();
     // Validate before writing: a bump never leaves a manifest the next run cannot read.
     Manifest::parse(&updated, path.as_str())
         .map_err(|err| anyhow::anyhow!("the bumped manifest is invalid: {err}"))?;
-    fsutil::write_atomic(path, updated.as_bytes())?;
-    Ok(changes)
+    fsutil::write_atomic(path, updated.as_bytes())
 }
 
 fn releases_array(document: &mut DocumentMut) -> Result<&mut ArrayOfTables> {
@@ -168,14 +178,122 @@ fn releases_array(document: &mut DocumentMut) -> Result<&mut ArrayOfTables> {
         .context("`release` is not an array of tables")
 }
 
-fn newest_in_minor(
-    tags: &BTreeMap<KubeVersion, Oid>,
+/// A release about to be pinned. Its pins carry the sums the template had, no new ones.
+struct NewRelease {
     version: KubeVersion,
-) -> Option<(KubeVersion, Oid)> {
-    tags.iter()
-        .rev()
-        .find(|(v, _)| v.minor_line() == version.minor_line())
-        .map(|(v, o)| (*v, *o))
+    commit_date: String,
+    go: String,
+    kubernetes: Pin,
+    cri_tools: Pin,
+    cni_plugins: Pin,
+    flannel_plugin: Pin,
+    alpine: String,
+    alpine_digest: String,
+}
+
+impl NewRelease {
+    fn pins(&self) -> [&Pin; 4] {
+        [
+            &self.kubernetes,
+            &self.cri_tools,
+            &self.cni_plugins,
+            &self.flannel_plugin,
+        ]
+    }
+}
+
+fn new_release(
+    version: KubeVersion,
+    commit: Oid,
+    source: SourceFacts,
+    template: &Release,
+    cri: (KubeVersion, Oid),
+    cni: (KubeVersion, Oid),
+) -> NewRelease {
+    let pin = |component: Component, module: &str, tag: KubeVersion, commit: Oid| Pin {
+        component,
+        module: module.to_owned(),
+        version: tag.to_string(),
+        commit: commit.to_string(),
+        module_sum: None,
+        goproxy: None,
+    };
+    let kubernetes = Component::Kubernetes;
+    let cni_plugins = Component::CniPlugins;
+    NewRelease {
+        version,
+        commit_date: source.commit_date,
+        go: source.go,
+        kubernetes: pin(kubernetes, kubernetes.module_path(), version, commit),
+        cri_tools: pin(
+            Component::CriTools,
+            &template.cri_tools.module,
+            cri.0,
+            cri.1,
+        ),
+        cni_plugins: pin(cni_plugins, cni_plugins.module_path(), cni.0, cni.1),
+        // flannel is not tracked: the template's pin carries over with its stand-in and sums.
+        flannel_plugin: template.flannel_plugin.clone(),
+        alpine: template.alpine.clone(),
+        alpine_digest: template.alpine_digest.clone(),
+    }
+}
+
+/// `module@version` of what the goproxy source downloads for a pin.
+fn target(pin: &Pin) -> String {
+    let (module, version, _) = pin.goproxy_module();
+    format!("{module}@{version}")
+}
+
+/// The `h1:` sums of the modules the new pins make the goproxy source download and that carry
+/// no sum yet, by target, from one `go mod download` through GOPROXY.
+fn module_sums(
+    sh: &Shell,
+    layout: &Layout,
+    releases: &[NewRelease],
+) -> Result<BTreeMap<String, String>> {
+    let unsummed: BTreeMap<String, &Pin> = releases
+        .iter()
+        .flat_map(NewRelease::pins)
+        .filter(|pin| pin.goproxy_module_sum().is_none())
+        .map(|pin| (target(pin), pin))
+        .collect();
+    if unsummed.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let targets: Vec<String> = unsummed.keys().cloned().collect();
+    eprintln!("recording the module sums of {}", targets.join(" "));
+    // The host's own go: a bump downloads modules, not the toolchains they are built with.
+    let host = Toolchain {
+        version: go::host_go(sh)?,
+        why: "upstream bump only downloads modules".to_owned(),
+    };
+    let env = go::go_env(layout, &host, Network::Allowed);
+    let mut sums = BTreeMap::new();
+    let mut unserved = Vec::new();
+    for report in goproxy::download_modules(sh, env, &targets)? {
+        let target = format!("{}@{}", report.path, report.version);
+        let pin = unsummed.get(&target).with_context(|| {
+            format!("go mod download reported {target}, which was not asked for")
+        })?;
+        if let Some(error) = &report.error {
+            let reason = error.trim_start_matches(&format!("{target}: "));
+            unserved.push(format!("{target} ({})", goproxy::first_line(reason)));
+            continue;
+        }
+        goproxy::check_origin(&target, &pin.commit, report.origin_hash())?;
+        let sum = report
+            .sum
+            .with_context(|| format!("go mod download {target} reported no Sum"))?;
+        sums.insert(target, sum);
+    }
+    if !unserved.is_empty() {
+        bail!(
+            "cannot record the module sums of {}; a bump pins every module with the sum the go command computes, so GOPROXY must serve them: set GOPROXY to a proxy that does (such as https://proxy.golang.org), or pin this release by hand with a goproxy stand-in",
+            unserved.join(", ")
+        );
+    }
+    Ok(sums)
 }
 
 /// What a tag's tree says about its build: the commit date and upstream's Go.
@@ -239,35 +357,63 @@ pub fn go_version_from(file: &str, text: &str) -> Option<String> {
     Some(rest[..end].to_owned())
 }
 
-fn release_table(
-    version: KubeVersion,
-    commit: Oid,
-    source: &SourceFacts,
-    template: &Release,
-    cri: (KubeVersion, Oid),
-    cni: (KubeVersion, Oid),
-) -> Table {
+/// A `[[release]]` table in the committed manifest's layout: each module-sum right after the
+/// commit it sums.
+fn release_table(release: &NewRelease, sums: &BTreeMap<String, String>) -> Result<Table> {
     let mut table = Table::new();
-    table["version"] = value(version.to_string());
-    table["commit"] = value(commit.to_string());
-    table["commit-date"] = value(source.commit_date.clone());
-    table["go"] = value(source.go.clone());
-    table["alpine"] = value(template.alpine.clone());
-    table["alpine-digest"] = value(template.alpine_digest.clone());
-    let mut cri_table = Table::new();
-    cri_table["module"] = value(template.cri_tools.module.clone());
-    cri_table["version"] = value(cri.0.to_string());
-    cri_table["commit"] = value(cri.1.to_string());
-    table["cri-tools"] = Item::Table(cri_table);
-    let mut cni_table = Table::new();
-    cni_table["version"] = value(cni.0.to_string());
-    cni_table["commit"] = value(cni.1.to_string());
-    table["cni-plugins"] = Item::Table(cni_table);
-    let mut flannel = Table::new();
-    flannel["version"] = value(template.flannel_plugin.version.clone());
-    flannel["commit"] = value(template.flannel_plugin.commit.clone());
-    table["flannel-plugin"] = Item::Table(flannel);
+    table["version"] = value(release.version.to_string());
+    table["commit"] = value(release.kubernetes.commit.clone());
+    table["commit-date"] = value(release.commit_date.clone());
+    table["module-sum"] = value(sum_of(&release.kubernetes, sums)?);
+    table["go"] = value(release.go.clone());
+    table["alpine"] = value(release.alpine.clone());
+    table["alpine-digest"] = value(release.alpine_digest.clone());
+    table["cri-tools"] = Item::Table(pin_table(&release.cri_tools, true, sums)?);
+    table["cni-plugins"] = Item::Table(pin_table(&release.cni_plugins, false, sums)?);
+    table["flannel-plugin"] = Item::Table(pin_table(&release.flannel_plugin, false, sums)?);
+    Ok(table)
+}
+
+/// A component's table: the module where asked for, the tag, the commit, and the sum of what
+/// the goproxy source downloads, on the pin or on its stand-in.
+fn pin_table(pin: &Pin, with_module: bool, sums: &BTreeMap<String, String>) -> Result<Table> {
+    let mut table = Table::new();
+    if with_module {
+        table["module"] = value(pin.module.clone());
+    }
+    table["version"] = value(pin.version.clone());
+    table["commit"] = value(pin.commit.clone());
+    match &pin.goproxy {
+        Some(sub) => {
+            if let Some(sum) = &pin.module_sum {
+                table["module-sum"] = value(sum.clone());
+            }
+            table["goproxy"] = Item::Table(substitute_table(sub, sum_of(pin, sums)?));
+        }
+        None => table["module-sum"] = value(sum_of(pin, sums)?),
+    }
+    Ok(table)
+}
+
+fn substitute_table(sub: &GoproxySubstitute, sum: String) -> Table {
+    let mut table = Table::new();
+    table["module"] = value(sub.module.clone());
+    table["version"] = value(sub.version.clone());
+    if let Some(subdir) = &sub.subdir {
+        table["subdir"] = value(subdir.clone());
+    }
+    table["module-sum"] = value(sum);
+    table["reason"] = value(sub.reason.clone());
     table
+}
+
+/// The sum of what the goproxy source downloads for `pin`: the one it carries, or the one the
+/// bump just recorded.
+fn sum_of(pin: &Pin, sums: &BTreeMap<String, String>) -> Result<String> {
+    pin.goproxy_module_sum()
+        .map(str::to_owned)
+        .or_else(|| sums.get(&target(pin)).cloned())
+        .with_context(|| format!("no module sum was recorded for {}", target(pin)))
 }
 
 /// The README's table of pinned releases, generated from the manifest (a tidy test keeps the
@@ -352,21 +498,5 @@ mod tests {
             go_version_from("build/build-image/cross/VERSION", "v1.26.0"),
             None
         );
-    }
-
-    #[test]
-    fn keeps_the_newest_patch_of_the_three_newest_minors() {
-        let oid = Oid::zero();
-        let tags: BTreeMap<KubeVersion, Oid> = [
-            "v1.34.9", "v1.35.0", "v1.35.8", "v1.36.4", "v1.37.0", "v1.37.1",
-        ]
-        .iter()
-        .map(|v| (v.parse().unwrap(), oid))
-        .collect();
-        let newest: Vec<String> = newest_patches(&tags)
-            .iter()
-            .map(|(v, _)| v.to_string())
-            .collect();
-        assert_eq!(newest, ["v1.35.8", "v1.36.4", "v1.37.1"]);
     }
 }

@@ -7,6 +7,7 @@
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use kubelet_upstream::modules::{self, Replace};
 use kubelet_upstream::{rules, Arch, Component, KubeVersion, Pin, Release};
 use serde::Deserialize;
 use xshell::{cmd, Shell};
@@ -40,8 +41,9 @@ impl Fetcher for GoproxyFetcher<'_> {
             )),
             None => line.push_str(&format!(" = {}", pin.commit)),
         }
-        if let Some(sum) = pin.goproxy_module_sum() {
-            line.push_str(&format!(", {sum}"));
+        match pin.goproxy_module_sum() {
+            Some(sum) => line.push_str(&format!(", {sum}")),
+            None => line.push_str(", NO module-sum pin: the fetch refuses it"),
         }
         line
     }
@@ -51,14 +53,22 @@ impl Fetcher for GoproxyFetcher<'_> {
     }
 
     fn fetch(&self, release: &Release, pin: &Pin) -> Result<SourceTree> {
+        // Every pin of the release, before anything is read or downloaded: a manifest that
+        // lacks a sum stops the fetch with the cache as it was.
+        let manifest = self.layout.manifest();
+        for other in release.pins() {
+            pinned_sum(release, other, &manifest)?;
+        }
+        let sum = pinned_sum(release, pin, &manifest)?;
         let dest = self.destination(release, pin);
         let tree = self.tree_for(&dest, pin);
-        let marker = format!("{} format {ENTRY_FORMAT}", pin.commit);
+        // The sum in the marker: an entry verified against another pin is fetched again.
+        let marker = format!("{} {sum} format {ENTRY_FORMAT}", pin.commit);
         if std::fs::read_to_string(dest.join(COMPLETE_MARKER)).is_ok_and(|m| m == marker) {
             return Ok(tree);
         }
         let toolchain = Toolchain::for_release(release);
-        let download = self.download(&toolchain, pin)?;
+        let download = self.download(&toolchain, pin, sum)?;
         let staging = fsutil::staging_dir(&dest)?;
         let staging_path = Utf8Path::from_path(staging.path())
             .context("non-UTF-8 cache path")?
@@ -82,17 +92,28 @@ impl Fetcher for GoproxyFetcher<'_> {
     }
 }
 
+/// What `go mod download -json` reports for one module.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Download {
+pub struct ModuleDownload {
+    pub path: String,
+    pub version: String,
     #[serde(default)]
-    error: Option<String>,
+    pub error: Option<String>,
     #[serde(default)]
-    dir: Option<Utf8PathBuf>,
+    pub dir: Option<Utf8PathBuf>,
+    /// The go command's `h1:` hash of the module zip, as go.sum and `module-sum` spell it.
     #[serde(default)]
-    sum: Option<String>,
+    pub sum: Option<String>,
     #[serde(default)]
     origin: Option<Origin>,
+}
+
+impl ModuleDownload {
+    /// The commit the proxy says the version came from, when it records one.
+    pub fn origin_hash(&self) -> Option<&str> {
+        self.origin.as_ref()?.hash.as_deref()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +121,39 @@ struct Download {
 struct Origin {
     #[serde(default)]
     hash: Option<String>,
+}
+
+/// Downloads `targets` (`module@version`) through GOPROXY with one go command, and reports on
+/// each; a module the proxy cannot serve has `error` set.
+pub fn download_modules(
+    sh: &Shell,
+    env: Vec<(String, String)>,
+    targets: &[String],
+) -> Result<Vec<ModuleDownload>> {
+    // `go mod download` exits non-zero on errors but still prints the JSON that says why.
+    let output = cmd!(sh, "go mod download -json {targets...}")
+        .envs(env)
+        .ignore_status()
+        .quiet()
+        .output()
+        .context("cannot run `go mod download`; is Go installed? (`cargo xtask doctor`)")?;
+    let failed = || {
+        anyhow::anyhow!(
+            "go mod download {} failed: {}",
+            targets.join(" "),
+            first_line(String::from_utf8_lossy(&output.stderr).trim())
+        )
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // One JSON object per module asked for, concatenated.
+    let reports: Vec<ModuleDownload> = serde_json::Deserializer::from_str(&stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|_| failed())?;
+    if reports.len() != targets.len() {
+        return Err(failed());
+    }
+    Ok(reports)
 }
 
 /// A verified module download.
@@ -146,32 +200,23 @@ impl GoproxyFetcher<'_> {
         }
     }
 
-    fn download(&self, toolchain: &Toolchain, pin: &Pin) -> Result<Downloaded> {
+    fn download(&self, toolchain: &Toolchain, pin: &Pin, sum: &str) -> Result<Downloaded> {
         let (module, version, _) = pin.goproxy_module();
         let target = format!("{module}@{version}");
         eprintln!("    downloading {target}");
-        // `go mod download` exits non-zero on errors but still prints the JSON that says why.
-        let output = cmd!(self.sh, "go mod download -json {target}")
-            .envs(go::go_env(self.layout, toolchain, Network::Allowed))
-            .ignore_status()
-            .quiet()
-            .output()
-            .context("cannot run `go mod download`; is Go installed? (`cargo xtask doctor`)")?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let download: Download = serde_json::from_str(&stdout).map_err(|_| {
-            anyhow::anyhow!(
-                "go mod download {target} failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            )
-        })?;
-        if let Some(error) = download.error {
-            bail!("the module proxy cannot serve {target}: {}; check GOPROXY, or pin a served version", first_line(&error));
+        let env = go::go_env(self.layout, toolchain, Network::Allowed);
+        let download = download_modules(self.sh, env, std::slice::from_ref(&target))?
+            .pop()
+            .context("go mod download reported nothing")?;
+        if let Some(error) = &download.error {
+            bail!("the module proxy cannot serve {target}: {}; check GOPROXY, or pin a served version", first_line(error));
         }
         verify_download(
+            sum,
             pin,
             &target,
             download.sum.as_deref(),
-            download.origin.and_then(|o| o.hash).as_deref(),
+            download.origin_hash(),
         )?;
         let dir = download
             .dir
@@ -236,19 +281,14 @@ impl GoproxyFetcher<'_> {
     /// vendor/). Points every staging module at its published `v0.MINOR.PATCH` instead.
     fn pin_staging_replaces(&self, release: &Release, dir: &Utf8Path) -> Result<()> {
         let go_mod = read_go_mod(self.sh, &dir.join("go.mod"))?;
-        let uses_staging_paths = go_mod
-            .replace
-            .iter()
-            .flatten()
-            .any(|r| r.new.path.starts_with(STAGING_PATH_PREFIX));
-        if !uses_staging_paths {
+        if !modules::uses_staging_paths(&go_mod.replaces()) {
             return Ok(());
         }
         let kubernetes = read_go_mod(self.sh, &self.kubernetes_go_mod(release)?)?;
-        let version = staging_version(release.version);
-        let edits: Vec<String> = staging_modules(&kubernetes)
+        let staging = modules::staging_modules(&kubernetes.replaces());
+        let edits: Vec<String> = modules::staging_pins(release.version, &staging)
             .into_iter()
-            .map(|module| format!("-replace={module}={module}@{version}"))
+            .map(|(module, version)| format!("-replace={module}={module}@{version}"))
             .collect();
         let _cwd = self.sh.push_dir(dir);
         cmd!(self.sh, "go mod edit {edits...}")
@@ -276,9 +316,6 @@ impl GoproxyFetcher<'_> {
     }
 }
 
-/// Where old releases of tools that embed Kubernetes took the staging modules from.
-const STAGING_PATH_PREFIX: &str = "k8s.io/kubernetes/staging/src/";
-
 fn read_go_mod(sh: &Shell, path: &Utf8Path) -> Result<GoMod> {
     let json = cmd!(sh, "go mod edit -json {path}")
         .env("GOTOOLCHAIN", "local")
@@ -288,40 +325,54 @@ fn read_go_mod(sh: &Shell, path: &Utf8Path) -> Result<GoMod> {
     serde_json::from_str(&json).context("unexpected `go mod edit -json` output")
 }
 
-/// The staging modules: those upstream's go.mod replaces with local directories.
-fn staging_modules(upstream: &GoMod) -> Vec<&str> {
-    upstream
-        .replace
-        .iter()
-        .flatten()
-        .filter(|r| is_local_path(&r.new.path))
-        .map(|r| r.old.path.as_str())
-        .collect()
+/// The `h1:` sum a pin's download must have. Every module the proxy source builds is pinned by
+/// its sum, stand-ins by their own: without one, a republished module would go unnoticed.
+pub fn pinned_sum<'p>(release: &Release, pin: &'p Pin, manifest: &Utf8Path) -> Result<&'p str> {
+    if let Some(sum) = pin.goproxy_module_sum() {
+        return Ok(sum);
+    }
+    let (module, version, _) = pin.goproxy_module();
+    let table = match (pin.component, &pin.goproxy) {
+        (Component::Kubernetes, _) => "[[release]]".to_owned(),
+        (component, Some(_)) => format!("[release.{component}.goproxy]"),
+        (component, None) => format!("[release.{component}]"),
+    };
+    bail!(
+        "release {}: {} has no module-sum pin for {module}@{version}, so the proxy's download cannot be checked; add module-sum = \"h1:...\" (the Sum that `go mod download -json {module}@{version}` prints) to {table} of {} in {manifest}, or pin new releases with `cargo xtask upstream bump`, which records it",
+        release.version,
+        pin.component,
+        release.version
+    )
 }
 
 /// Checks what the go command reported against the pins.
 pub fn verify_download(
+    expected: &str,
     pin: &Pin,
     target: &str,
     sum: Option<&str>,
     origin_hash: Option<&str>,
 ) -> Result<()> {
-    if let (Some(expected), Some(actual)) = (pin.goproxy_module_sum(), sum) {
-        if expected != actual {
-            bail!(
-                "checksum mismatch for {target}: the proxy served {actual}, the manifest pins {expected}; the module was republished or the proxy is wrong. Check upstream, then re-pin with `cargo xtask upstream bump`"
-            );
-        }
+    let actual = sum.with_context(|| format!("go mod download {target} reported no Sum"))?;
+    if expected != actual {
+        bail!(
+            "checksum mismatch for {target}: the proxy served {actual}, the manifest pins {expected}; the module was republished or the proxy is wrong. Check upstream, then re-pin with `cargo xtask upstream bump`"
+        );
     }
-    if let (None, Some(hash)) = (&pin.goproxy, origin_hash) {
-        if hash != pin.commit {
-            bail!(
-                "{target} comes from commit {hash}, but the manifest pins {}: the tag was moved. Check upstream, then re-pin with `cargo xtask upstream bump`",
-                pin.commit
-            );
-        }
+    if pin.goproxy.is_none() {
+        check_origin(target, &pin.commit, origin_hash)?;
     }
     Ok(())
+}
+
+/// Where the proxy records the commit a version came from, it must be the pinned one.
+pub fn check_origin(target: &str, commit: &str, origin_hash: Option<&str>) -> Result<()> {
+    match origin_hash {
+        Some(hash) if hash != commit => bail!(
+            "{target} comes from commit {hash}, but the manifest pins {commit}: the tag was moved. Check upstream, then re-pin with `cargo xtask upstream bump`"
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn packages_of(release: &Release, component: Component, tree: &SourceTree) -> Vec<String> {
@@ -332,7 +383,8 @@ fn packages_of(release: &Release, component: Component, tree: &SourceTree) -> Ve
         .collect()
 }
 
-fn first_line(text: &str) -> &str {
+/// The first line of a go command's error, for one-line messages.
+pub fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text).trim()
 }
 
@@ -348,6 +400,21 @@ struct GoMod {
     require: Option<Vec<Requirement>>,
     #[serde(default)]
     replace: Option<Vec<Replacement>>,
+}
+
+impl GoMod {
+    fn replaces(&self) -> Vec<Replace<'_>> {
+        self.replace
+            .iter()
+            .flatten()
+            .map(|r| Replace {
+                old: &r.old.path,
+                old_version: r.old.version.as_deref(),
+                new: &r.new.path,
+                new_version: r.new.version.as_deref(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -395,13 +462,9 @@ fn write_build_module(
     Ok(())
 }
 
-/// Staging modules are published as `v0.MINOR.PATCH` for Kubernetes `v1.MINOR.PATCH`.
-fn staging_version(version: KubeVersion) -> String {
-    format!("v0.{}.{}", version.minor, version.patch)
-}
-
 fn build_module_go_mod(version: KubeVersion, upstream: &GoMod) -> String {
-    let staging = staging_modules(upstream);
+    let replaces = upstream.replaces();
+    let staging = modules::staging_modules(&replaces);
     let mut text = format!(
         "// Generated by `cargo xtask fetch --source goproxy`: builds k8s.io/kubernetes {version}\n// outside its repository. Do not edit.\nmodule {BUILD_MODULE_PREFIX}-{version}\n\n"
     );
@@ -416,47 +479,30 @@ fn build_module_go_mod(version: KubeVersion, upstream: &GoMod) -> String {
         Component::Kubernetes.module_path()
     ));
     for requirement in upstream.require.iter().flatten() {
-        let version = if staging.contains(&requirement.path.as_str()) {
-            staging_version(version)
-        } else {
-            requirement.version.clone()
-        };
-        text.push_str(&format!("\t{} {version}\n", requirement.path));
+        let required =
+            modules::required_version(version, &staging, &requirement.path, &requirement.version);
+        text.push_str(&format!("\t{} {required}\n", requirement.path));
     }
     text.push_str(")\n");
-    let remote_replaces: Vec<&Replacement> = upstream
-        .replace
-        .iter()
-        .flatten()
-        .filter(|r| !is_local_path(&r.new.path))
-        .collect();
-    // Published staging modules still require each other at v0.0.0 (upstream resolves that with
-    // its own local replaces, which dependencies' go.mod files cannot carry), so pin them all.
     text.push_str("\nreplace (\n");
-    for module in &staging {
-        text.push_str(&format!(
-            "\t{module} => {module} {}\n",
-            staging_version(version)
-        ));
+    for (module, published) in modules::staging_pins(version, &staging) {
+        text.push_str(&format!("\t{module} => {module} {published}\n"));
     }
     text.push_str(")\n");
+    let remote_replaces = modules::remote_replaces(&replaces);
     if !remote_replaces.is_empty() {
         text.push_str("\nreplace (\n");
         for r in remote_replaces {
-            let old = match &r.old.version {
-                Some(v) => format!("{} {v}", r.old.path),
-                None => r.old.path.clone(),
+            let old = match r.old_version {
+                Some(v) => format!("{} {v}", r.old),
+                None => r.old.to_owned(),
             };
-            let new_version = r.new.version.as_deref().unwrap_or_default();
-            text.push_str(&format!("\t{old} => {} {new_version}\n", r.new.path));
+            let new_version = r.new_version.unwrap_or_default();
+            text.push_str(&format!("\t{old} => {} {new_version}\n", r.new));
         }
         text.push_str(")\n");
     }
     text
-}
-
-fn is_local_path(path: &str) -> bool {
-    path.starts_with("./") || path.starts_with("../") || path.starts_with('/')
 }
 
 #[cfg(test)]
@@ -490,5 +536,99 @@ mod tests {
         assert!(text.contains("\texample.com/x v1.0.0 => example.com/y v1.0.1\n"));
         assert!(!text.contains("staging/src"));
         assert!(text.contains("\tk8s.io/api => k8s.io/api v0.26.0\n"));
+    }
+
+    fn committed() -> &'static Utf8Path {
+        Utf8Path::new(kubelet_upstream::MANIFEST_FILE)
+    }
+
+    fn committed_release(version: &str) -> Release {
+        let manifest = kubelet_upstream::Manifest::parse(
+            kubelet_upstream::MANIFEST_TEXT,
+            committed().as_str(),
+        )
+        .unwrap();
+        manifest.release(version.parse().unwrap()).unwrap().clone()
+    }
+
+    #[test]
+    fn a_stand_in_is_checked_against_its_own_sum() {
+        let release = committed_release("v1.26.0");
+        assert_eq!(release.flannel_plugin.module_sum, None);
+        assert_eq!(
+            pinned_sum(&release, &release.flannel_plugin, committed()).unwrap(),
+            "h1:FD1tADPls2EEi3flPc2OegIY1M9pUa9r2Quag7HMLV8="
+        );
+    }
+
+    #[test]
+    fn a_module_without_a_sum_is_refused_with_where_to_pin_it() {
+        let mut release = committed_release("v1.26.0");
+        release.cni_plugins.module_sum = None;
+        let error = pinned_sum(&release, &release.cni_plugins, committed())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("release v1.26.0: cni-plugins has no module-sum pin for github.com/containernetworking/plugins@v1.1.1"),
+            "{error}"
+        );
+        assert!(
+            error.contains("[release.cni-plugins] of v1.26.0 in kubelet-upstream/upstream.toml"),
+            "{error}"
+        );
+        assert!(error.contains("cargo xtask upstream bump"), "{error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+
+        release.flannel_plugin.goproxy.as_mut().unwrap().module_sum = None;
+        let error = pinned_sum(&release, &release.flannel_plugin, committed())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("[release.flannel-plugin.goproxy]"),
+            "{error}"
+        );
+        release.kubernetes.module_sum = None;
+        let error = pinned_sum(&release, &release.kubernetes, committed())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("k8s.io/kubernetes@v1.26.0"), "{error}");
+        assert!(error.contains("[[release]] of v1.26.0"), "{error}");
+    }
+
+    #[test]
+    fn downloads_must_match_the_pinned_sum_and_commit() {
+        let release = committed_release("v1.26.0");
+        let pin = &release.cni_plugins;
+        let sum = pinned_sum(&release, pin, committed()).unwrap();
+        let target = "github.com/containernetworking/plugins@v1.1.1";
+        verify_download(sum, pin, target, Some(sum), Some(&pin.commit)).unwrap();
+        let other = "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+        let error = verify_download(sum, pin, target, Some(other), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(&format!("checksum mismatch for {target}")),
+            "{error}"
+        );
+        let error = verify_download(sum, pin, target, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("reported no Sum"), "{error}");
+        let moved = "0".repeat(40);
+        let error = verify_download(sum, pin, target, Some(sum), Some(&moved))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("the tag was moved"), "{error}");
+        // A stand-in comes from another commit by definition; its sum is what binds it.
+        let flannel = &release.flannel_plugin;
+        let flannel_sum = pinned_sum(&release, flannel, committed()).unwrap();
+        verify_download(
+            flannel_sum,
+            flannel,
+            "x@v0.9.1",
+            Some(flannel_sum),
+            Some(&moved),
+        )
+        .unwrap();
     }
 }

@@ -45,13 +45,6 @@ pub fn require_tools(test: &str, tools: &[&str]) {
     );
 }
 
-/// [`require_tools`] for callers written as `if !tools_present(..) { return; }`: it fails the
-/// test where a tool is missing, so it returns only `true`.
-pub fn tools_present(test: &str, tools: &[&str]) -> bool {
-    require_tools(test, tools);
-    true
-}
-
 /// The host's Go release as the manifest spells it (`1.26.8`): tests build with it, so they
 /// exercise the pipeline rather than a toolchain download.
 pub fn host_go() -> String {
