@@ -184,7 +184,13 @@ pub fn version_output(release: &Release, kind: BinaryKind, built_version: &str) 
 /// The Go build tags upstream uses for the binaries we ship. `providerless` drops the in-tree
 /// cloud providers, which a node image does not need and which make kubelet much bigger.
 pub fn go_build_tags(binary: &Binary) -> &'static [&'static str] {
-    match binary.component {
+    component_build_tags(binary.component)
+}
+
+/// The build tags of every binary of a component: dependency resolution must see the same
+/// files the builds will compile.
+pub fn component_build_tags(component: Component) -> &'static [&'static str] {
+    match component {
         Component::Kubernetes => &["providerless"],
         _ => &[],
     }

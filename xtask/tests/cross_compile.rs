@@ -13,11 +13,11 @@ use kubelet_upstream::{
     Arch, Component, GoVersion, Manifest, Pin, Release, MANIFEST_FILE, MANIFEST_TEXT,
 };
 use xshell::{cmd, Shell};
-use xtask::build::{build_release, plan_build, BuildOptions};
-use xtask::compile::CCompiler;
-use xtask::layout::Layout;
-use xtask::source::git::GitFetcher;
-use xtask::source::Fetcher;
+use xtask::CCompiler;
+use xtask::Fetcher;
+use xtask::GitFetcher;
+use xtask::Layout;
+use xtask::{build_release, plan_build, BuildOptions};
 
 const MODULE: &str = "example.invalid/hello";
 const TAG: &str = "v1.26.1";
@@ -117,7 +117,7 @@ fn cgo_program_cross_compiles_for_every_arch_and_runs() {
     );
     // Zig's per-target caches take minutes to fill; keep them between runs under target/.
     let cache = Utf8PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache");
-    std::env::set_var(xtask::zig::SELF_ENV, env!("CARGO_BIN_EXE_xtask"));
+    std::env::set_var(xtask::ZIG_WRAPPER_SELF_ENV, env!("CARGO_BIN_EXE_xtask"));
     let upstream_dir = tempfile::tempdir().unwrap();
     let upstream = Utf8Path::from_path(upstream_dir.path())
         .unwrap()
@@ -167,15 +167,15 @@ fn cgo_program_cross_compiles_for_every_arch_and_runs() {
         assert_eq!(manifest.platform, arch.platform());
         let record = manifest.binary("hello").unwrap();
         let shipped = layout.binaries(release.version, arch).join(&record.path);
-        let info = xtask::elf::check(&shipped, arch).unwrap();
+        let info = xtask::check_elf(&shipped, arch).unwrap();
         assert!(!info.has_interpreter);
-        let output = xtask::runner::run(&shipped, arch, &["--version"], &[]).unwrap();
+        let output = xtask::run_on(&shipped, arch, &["--version"], &[]).unwrap();
         assert!(
             output.success && output.text.contains(EXPECTED),
             "{arch}: {}",
             output.text
         );
-        assert_eq!(record.sha256, xtask::fsutil::sha256_file(&shipped).unwrap());
+        assert_eq!(record.sha256, xtask::sha256_file(&shipped).unwrap());
         match record.packed_size {
             Some(packed) => assert!(packed < record.unpacked_size, "{arch}: upx made it bigger"),
             None => assert!(

@@ -6,9 +6,9 @@ use std::path::Path;
 use camino::{Utf8Path, Utf8PathBuf};
 use git2::{Oid, Repository, Signature, Time};
 use kubelet_upstream::{Component, Manifest, Pin, Release, MANIFEST_FILE, MANIFEST_TEXT};
-use xtask::layout::Layout;
-use xtask::source::git::GitFetcher;
-use xtask::source::Fetcher;
+use xtask::Fetcher;
+use xtask::GitFetcher;
+use xtask::Layout;
 
 const TAG: &str = "v1.30.0";
 const COMMIT_TIME: i64 = 1_670_544_844;

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use camino::Utf8Path;
 use support::fixtures;
-use xtask::pause::{PAUSED_MESSAGE, PAUSE_ENV, POINTS};
-use xtask::reproducible::diff::{compare_trees, HostPaths, Report};
+use xtask::{compare_trees, HostPaths, Report};
+use xtask::{PAUSED_MESSAGE, PAUSE_ENV, POINTS};
 
 /// arm64: its tools are packed (upx's amd64 output does not run) and it runs under qemu.
 const ARCH: &str = "arm64";

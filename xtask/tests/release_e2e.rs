@@ -138,7 +138,7 @@ mod packing_check {
         packed: Option<u64>,
         note: Option<&str>,
     ) -> Value {
-        let sha256 = xtask::fsutil::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let sha256 = xtask::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
         json!({
             "name": name,
             "component": "kubernetes",

@@ -37,7 +37,7 @@ fn ensure_section(path: &Path, begin: &str, end: &str, body: &str) {
 #[test]
 fn readme_pins_table_is_fresh() {
     let manifest = Manifest::parse(MANIFEST_TEXT, MANIFEST_FILE).unwrap();
-    let table = xtask::upstream::pins_markdown(&manifest);
+    let table = xtask::pins_markdown(&manifest);
     ensure_section(
         &workspace_root().join("README.md"),
         PINS_BEGIN,

@@ -84,7 +84,8 @@ impl Fetcher for GoproxyFetcher<'_> {
         }
         let packages = packages_of(release, pin.component, &self.tree_for(&staging_path, pin));
         let full_graph = pin.component == Component::Kubernetes;
-        self.complete_go_sum(&toolchain, &staging_path, &packages, full_graph)?;
+        let tags = rules::component_build_tags(pin.component);
+        self.complete_go_sum(&toolchain, &staging_path, &packages, tags, full_graph)?;
         fsutil::write_atomic(&staging_path.join(COMPLETE_MARKER), marker.as_bytes())?;
         crate::pause::point("fetch");
         fsutil::commit_dir(staging, &dest)?;
@@ -235,6 +236,7 @@ impl GoproxyFetcher<'_> {
         toolchain: &Toolchain,
         dir: &Utf8Path,
         packages: &[String],
+        tags: &[&str],
         full_graph: bool,
     ) -> Result<()> {
         if packages.is_empty() {
@@ -253,10 +255,12 @@ impl GoproxyFetcher<'_> {
                 .run()
                 .context("cannot load the module graph")?;
         }
+        // The same build tags as the builds, so the same files' imports are resolved.
+        let tags = format!("-tags={}", tags.join(","));
         for arch in Arch::ALL {
             let mut env = go::go_env(self.layout, toolchain, Network::Allowed);
             env.push(("GOFLAGS".into(), "-modcacherw -mod=mod".into()));
-            cmd!(self.sh, "go list -deps -tags providerless {packages...}")
+            cmd!(self.sh, "go list -deps {tags} {packages...}")
                 .envs(env)
                 .env("GOOS", "linux")
                 .env("GOARCH", arch.goarch())

@@ -53,7 +53,7 @@ fn check_published_is_built(cache: &Path, repository: &str, tag: &str, reference
     ]);
     let pushed = format!(
         "sha256:{}",
-        xtask::fsutil::hex(&<sha2::Sha256 as sha2::Digest>::digest(&raw))
+        xtask::hex(&<sha2::Sha256 as sha2::Digest>::digest(&raw))
     );
     assert_eq!(
         pushed, built,
@@ -345,7 +345,7 @@ pub fn check_shipped(arch: &str, upx: &str, record: &Value, bytes: &[u8]) -> Res
         .as_str()
         .ok_or_else(|| format!("{arch}: a record without a name: {record}"))?;
     let what = format!("{arch} {name}");
-    let digest = xtask::fsutil::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
+    let digest = xtask::hex(&<sha2::Sha256 as sha2::Digest>::digest(bytes));
     if record["sha256"].as_str() != Some(digest.as_str()) {
         return Err(format!(
             "{what}: the image holds sha256 {digest}, not the shipped binary: {record}"
