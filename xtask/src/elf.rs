@@ -1,21 +1,23 @@
 //! Just enough ELF to check an artifact: its machine, and that it is statically linked.
+//!
+//! The files come out of container images, so they are untrusted: goblin reads the structures
+//! with bounds checks, and every offset or size taken from the file is combined with checked
+//! arithmetic, so that a malformed file is an error rather than a panic or a wrong answer.
+
+use std::ffi::CStr;
 
 use anyhow::{bail, Context, Result};
 use camino::Utf8Path;
+use goblin::container::{Ctx, Endian};
+use goblin::elf::dynamic::{Dyn, Dynamic, DT_NEEDED, DT_STRSZ, DT_STRTAB};
+use goblin::elf::header::{Header, EI_DATA, ELFDATA2LSB};
+use goblin::elf::program_header::{ProgramHeader, PT_INTERP, PT_LOAD};
+use goblin::elf::Elf;
+use goblin::strtab::Strtab;
 use kubelet_upstream::Arch;
 
-const ELF_MAGIC: [u8; 4] = [0x7f, b'E', b'L', b'F'];
-const CLASS_32: u8 = 1;
-const CLASS_64: u8 = 2;
-const LITTLE_ENDIAN: u8 = 1;
-/// A program header that names a dynamic loader: the binary is dynamically linked.
-const PT_INTERP: u32 = 3;
-
-const PT_LOAD: u32 = 1;
-const PT_DYNAMIC: u32 = 2;
-const DT_NULL: u64 = 0;
-const DT_NEEDED: u64 = 1;
-const DT_STRTAB: u64 = 5;
+/// Names in the dynamic string table end with this byte.
+const STRTAB_DELIMITER: u8 = 0;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ElfInfo {
@@ -33,154 +35,135 @@ pub fn read(path: &Utf8Path) -> Result<ElfInfo> {
     parse(&bytes).with_context(|| format!("{path} is not a valid ELF executable"))
 }
 
-/// Little-endian reads that fail instead of panicking on truncated input.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn bytes(&self, at: usize, len: usize) -> Result<&[u8]> {
-        self.0
-            .get(at..at.checked_add(len).context("offset overflow")?)
-            .context("truncated ELF")
-    }
-    fn u16(&self, at: usize) -> Result<u16> {
-        Ok(u16::from_le_bytes(
-            self.bytes(at, 2)?.try_into().expect("2 bytes"),
-        ))
-    }
-    fn u32(&self, at: usize) -> Result<u32> {
-        Ok(u32::from_le_bytes(
-            self.bytes(at, 4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn u64(&self, at: usize) -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            self.bytes(at, 8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    /// A word of the file's class: 8 bytes in ELF64, 4 in ELF32.
-    fn word(&self, at: usize, is_64_bit: bool) -> Result<u64> {
-        if is_64_bit {
-            self.u64(at)
-        } else {
-            self.u32(at).map(u64::from)
-        }
-    }
-    fn c_string(&self, at: usize) -> Result<String> {
-        let rest = self.0.get(at..).context("string offset out of range")?;
-        let end = rest
-            .iter()
-            .position(|&b| b == 0)
-            .context("unterminated string")?;
-        Ok(String::from_utf8_lossy(&rest[..end]).into_owned())
-    }
-}
-
-/// One program header: type, file offset, virtual address and size in the file.
-struct Segment {
-    kind: u32,
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
-}
-
 pub fn parse(bytes: &[u8]) -> Result<ElfInfo> {
-    if bytes.len() < 52 || bytes[..4] != ELF_MAGIC {
-        bail!("no ELF header");
-    }
-    if bytes[5] != LITTLE_ENDIAN {
-        bail!("big-endian ELF");
-    }
-    let is_64_bit = match bytes[4] {
-        CLASS_64 => true,
-        CLASS_32 => false,
-        other => bail!("unknown ELF class {other}"),
-    };
-    let r = Reader(bytes);
-    let machine = r.u16(18)?;
-    let (phoff, phentsize, phnum) = if is_64_bit {
-        (
-            r.u64(32)? as usize,
-            r.u16(54)? as usize,
-            r.u16(56)? as usize,
-        )
-    } else {
-        (
-            r.u32(28)? as usize,
-            r.u16(42)? as usize,
-            r.u16(44)? as usize,
-        )
-    };
-    let mut segments = Vec::with_capacity(phnum);
-    for index in 0..phnum {
-        let at = phoff + index * phentsize;
-        let segment = if is_64_bit {
-            Segment {
-                kind: r.u32(at)?,
-                offset: r.u64(at + 8)?,
-                vaddr: r.u64(at + 16)?,
-                filesz: r.u64(at + 32)?,
-            }
-        } else {
-            Segment {
-                kind: r.u32(at)?,
-                offset: r.u32(at + 4)?.into(),
-                vaddr: r.u32(at + 8)?.into(),
-                filesz: r.u32(at + 16)?.into(),
-            }
-        };
-        segments.push(segment);
-    }
-    let interpreter = match segments.iter().find(|s| s.kind == PT_INTERP) {
-        Some(s) => Some(r.c_string(s.offset as usize)?),
-        None => None,
-    };
-    let needed = match segments.iter().find(|s| s.kind == PT_DYNAMIC) {
-        Some(dynamic) => needed_libraries(&r, &segments, dynamic, is_64_bit)?,
-        None => Vec::new(),
-    };
+    let header = Elf::parse_header(bytes).context("no complete ELF header")?;
+    let ctx = little_endian_context(&header)?;
+    let segments = program_headers(bytes, &header, ctx)?;
+    let interpreter = interpreter(bytes, &segments)?;
+    let needed = needed_libraries(bytes, &segments, ctx)?;
     Ok(ElfInfo {
-        machine,
-        is_64_bit,
+        machine: header.e_machine,
+        is_64_bit: ctx.is_big(),
         has_interpreter: interpreter.is_some(),
         interpreter,
         needed,
     })
 }
 
-fn needed_libraries(
-    r: &Reader<'_>,
-    segments: &[Segment],
-    dynamic: &Segment,
-    is_64_bit: bool,
-) -> Result<Vec<String>> {
-    let entry_size = if is_64_bit { 16 } else { 8 };
-    let word = entry_size / 2;
-    let mut strtab_vaddr = None;
-    let mut needed_offsets = Vec::new();
-    for index in 0..(dynamic.filesz as usize / entry_size) {
-        let at = dynamic.offset as usize + index * entry_size;
-        let tag = r.word(at, is_64_bit)?;
-        let value = r.word(at + word, is_64_bit)?;
-        match tag {
-            DT_NULL => break,
-            DT_NEEDED => needed_offsets.push(value),
-            DT_STRTAB => strtab_vaddr = Some(value),
-            _ => {}
-        }
+/// Every architecture we build is little-endian, so a big-endian file is for some other machine.
+fn little_endian_context(header: &Header) -> Result<Ctx> {
+    let container = header.container().context("unknown ELF class")?;
+    if header.e_ident.get(EI_DATA) != Some(&ELFDATA2LSB) {
+        bail!("big-endian ELF");
     }
-    if needed_offsets.is_empty() {
+    Ok(Ctx::new(container, Endian::Little))
+}
+
+/// Without program headers there is nothing to load: a relocatable object (`.o`), say, which
+/// would otherwise pass for a static executable. goblin assumes the standard entry size, so a
+/// file that says otherwise would be misread; Linux refuses to run such a file too.
+fn program_headers(bytes: &[u8], header: &Header, ctx: Ctx) -> Result<Vec<ProgramHeader>> {
+    if header.e_phnum == 0 {
+        bail!("no program headers: not a program (a relocatable object?)");
+    }
+    let size = ProgramHeader::size(ctx);
+    if usize::from(header.e_phentsize) != size {
+        bail!(
+            "program headers are {} bytes each, not {size}",
+            header.e_phentsize
+        );
+    }
+    let offset = usize::try_from(header.e_phoff).context("program header offset out of range")?;
+    ProgramHeader::parse(bytes, offset, header.e_phnum.into(), ctx).with_context(|| {
+        format!(
+            "{} program headers at offset {offset:#x} do not fit in the file",
+            header.e_phnum
+        )
+    })
+}
+
+/// The loader reads the path only from its segment, so a path without a NUL there is malformed.
+fn interpreter(bytes: &[u8], segments: &[ProgramHeader]) -> Result<Option<String>> {
+    let Some(segment) = segments.iter().find(|s| s.p_type == PT_INTERP) else {
+        return Ok(None);
+    };
+    let contents = file_range(bytes, segment.p_offset, segment.p_filesz).with_context(|| {
+        format!(
+            "program interpreter (PT_INTERP) at offset {:#x}, size {:#x}, does not fit in the file",
+            segment.p_offset, segment.p_filesz
+        )
+    })?;
+    let path = CStr::from_bytes_until_nul(contents)
+        .context("program interpreter (PT_INTERP) path is not NUL-terminated")?;
+    Ok(Some(path.to_string_lossy().into_owned()))
+}
+
+fn needed_libraries(bytes: &[u8], segments: &[ProgramHeader], ctx: Ctx) -> Result<Vec<String>> {
+    let dynamic = Dynamic::parse(bytes, segments, ctx).context("dynamic segment out of range")?;
+    let Some(dynamic) = dynamic else {
+        return Ok(Vec::new());
+    };
+    let offsets: Vec<u64> = values(&dynamic.dyns, DT_NEEDED).collect();
+    if offsets.is_empty() {
         return Ok(Vec::new());
     }
-    let strtab_vaddr = strtab_vaddr.context("DT_NEEDED without DT_STRTAB")?;
-    let load = segments
-        .iter()
-        .find(|s| s.kind == PT_LOAD && s.vaddr <= strtab_vaddr && strtab_vaddr < s.vaddr + s.filesz)
-        .context("DT_STRTAB outside every loaded segment")?;
-    let strtab = (strtab_vaddr - load.vaddr + load.offset) as usize;
-    needed_offsets
-        .iter()
-        .map(|&offset| r.c_string(strtab + offset as usize))
+    let names = string_table(bytes, segments, &dynamic.dyns)?;
+    offsets
+        .into_iter()
+        .map(|offset| {
+            usize::try_from(offset)
+                .ok()
+                .and_then(|at| names.get_at(at))
+                .map(str::to_owned)
+                .with_context(|| format!("DT_NEEDED name at {offset:#x} is outside DT_STRTAB"))
+        })
         .collect()
+}
+
+/// goblin's own lookup treats a DT_STRTAB it cannot place as file offset 0 and reads names from
+/// the ELF header, so place it here and fail instead.
+fn string_table<'a>(
+    bytes: &'a [u8],
+    segments: &[ProgramHeader],
+    dyns: &[Dyn],
+) -> Result<Strtab<'a>> {
+    let address = values(dyns, DT_STRTAB)
+        .next()
+        .context("DT_NEEDED without DT_STRTAB")?;
+    let size = values(dyns, DT_STRSZ)
+        .next()
+        .context("DT_STRTAB without DT_STRSZ")?;
+    let offset =
+        file_offset(segments, address).context("DT_STRTAB outside every loaded segment")?;
+    let size = usize::try_from(size).context("DT_STRSZ out of range")?;
+    Strtab::parse(bytes, offset, size, STRTAB_DELIMITER).context("DT_STRTAB out of range")
+}
+
+fn values(dyns: &[Dyn], tag: u64) -> impl Iterator<Item = u64> + '_ {
+    dyns.iter().filter(move |d| d.d_tag == tag).map(|d| d.d_val)
+}
+
+/// Where in the file the byte loaded at `address` comes from. A segment whose end passes 2^64
+/// cannot be loaded, so it holds nothing.
+fn file_offset(segments: &[ProgramHeader], address: u64) -> Option<usize> {
+    segments
+        .iter()
+        .filter(|s| s.p_type == PT_LOAD)
+        .find_map(|s| {
+            let end = s.p_vaddr.checked_add(s.p_filesz)?;
+            if !(s.p_vaddr..end).contains(&address) {
+                return None;
+            }
+            s.p_offset.checked_add(address - s.p_vaddr)
+        })
+        .and_then(|offset| usize::try_from(offset).ok())
+}
+
+/// `size` bytes at `offset`, or `None` if they are not all inside the file.
+fn file_range(bytes: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(usize::try_from(size).ok()?)?;
+    bytes.get(start..end)
 }
 
 /// Fails unless the binary is a static executable for `arch`.
@@ -200,49 +183,7 @@ pub fn check(path: &Utf8Path, arch: Arch) -> Result<ElfInfo> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn reads_the_running_test_binary() {
-        let exe = std::env::current_exe().unwrap();
-        let info = parse(&std::fs::read(exe).unwrap()).unwrap();
-        assert_eq!(Some(info.machine), Arch::host().map(Arch::elf_machine));
-        assert!(info.is_64_bit);
-        // Rust test binaries link the host's C library dynamically.
-        assert!(info.interpreter.is_some());
-        assert!(
-            info.needed.iter().any(|lib| lib.starts_with("libc.so")),
-            "{:?}",
-            info.needed
-        );
-    }
-
-    #[test]
-    fn rejects_non_elf() {
-        assert!(parse(b"#!/bin/sh\necho not an executable, just a script with text").is_err());
-        assert!(parse(&[0x7f, b'E', b'L', b'F']).is_err());
-    }
-
-    #[test]
-    fn finds_an_interpreter_header() {
-        // A minimal 32-bit ELF header with one PT_INTERP program header right after it.
-        let mut bytes = vec![0u8; 52 + 32];
-        bytes[..4].copy_from_slice(&ELF_MAGIC);
-        bytes[4] = CLASS_32;
-        bytes[5] = LITTLE_ENDIAN;
-        bytes[18..20].copy_from_slice(&40u16.to_le_bytes());
-        bytes[28..32].copy_from_slice(&52u32.to_le_bytes());
-        bytes[42..44].copy_from_slice(&32u16.to_le_bytes());
-        bytes[44..46].copy_from_slice(&1u16.to_le_bytes());
-        bytes[52..56].copy_from_slice(&PT_INTERP.to_le_bytes());
-        bytes.extend_from_slice(b"/lib/ld-musl-armhf.so.1\0");
-        bytes[56..60].copy_from_slice(&84u32.to_le_bytes());
-        let info = parse(&bytes).unwrap();
-        assert_eq!(info.machine, Arch::Armv7.elf_machine());
-        assert!(info.has_interpreter);
-        assert_eq!(info.interpreter.as_deref(), Some("/lib/ld-musl-armhf.so.1"));
-        bytes[52..56].copy_from_slice(&1u32.to_le_bytes());
-        assert!(!parse(&bytes).unwrap().has_interpreter);
-    }
-}
+#[cfg(test)]
+mod malformed;
