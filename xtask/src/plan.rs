@@ -169,13 +169,7 @@ pub fn render_build(plan: &BuildPlan) -> Result<String> {
     )?;
     for planned in &plan.binaries {
         let step = &planned.compile;
-        writeln!(
-            out,
-            "  {} {}: {}",
-            step.binary.name,
-            step.arch.platform(),
-            step.display()
-        )?;
+        step_line(&mut out, &step.binary, step.arch, &step.display())?;
     }
     writeln!(
         out,
@@ -184,18 +178,18 @@ pub fn render_build(plan: &BuildPlan) -> Result<String> {
     for planned in &plan.binaries {
         let step = &planned.pack;
         if step.packed {
-            writeln!(
-                out,
-                "  {} {}: {}",
-                step.binary.name,
-                step.arch.platform(),
-                step.display()
-            )?;
+            step_line(&mut out, &step.binary, step.arch, &step.display())?;
         } else if step.arch == plan.arches[0] {
             writeln!(out, "  {}: not packed (a daemon)", step.binary.name)?;
         }
     }
     Ok(out)
+}
+
+/// One step of one binary for one platform.
+fn step_line(out: &mut String, binary: &Binary, arch: Arch, command: &str) -> Result<()> {
+    writeln!(out, "  {} {}: {command}", binary.name, arch.platform())?;
+    Ok(())
 }
 
 /// The image steps: where they go, and per image its binaries, packages, entrypoint and cmd.

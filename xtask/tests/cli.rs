@@ -85,6 +85,15 @@ fn dry_run_prints_every_step() {
     assert!(plan.contains("SUBSTITUTES pinned flannel-plugin"));
 }
 
+/// The plan `release v1.26.0 --dry-run --source goproxy` prints with `args` added.
+fn release_plan(args: &[&str]) -> String {
+    let mut all = vec!["release", "v1.26.0", "--dry-run", "--source", "goproxy"];
+    all.extend_from_slice(args);
+    let output = xtask(&all, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// Every entry below a cache directory, relative to it, to show what a command wrote.
 fn files_below(dir: &std::path::Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -131,22 +140,7 @@ fn image_dry_run_prints_the_plan_and_builds_nothing() {
 
 #[test]
 fn release_plan_follows_the_image_and_arch_selection() {
-    let output = xtask(
-        &[
-            "release",
-            "v1.26.0",
-            "--dry-run",
-            "--source",
-            "goproxy",
-            "--image",
-            "kubelet-flannel,kube-proxy",
-            "--arch",
-            "arm64",
-        ],
-        &[],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let plan = String::from_utf8(output.stdout).unwrap();
+    let plan = release_plan(&["--image", "kubelet-flannel,kube-proxy", "--arch", "arm64"]);
     assert!(
         plan.contains("kubelet:v1.26.0-flannel-alpine3.20"),
         "{plan}"
@@ -167,20 +161,7 @@ fn release_plan_follows_the_image_and_arch_selection() {
 
 #[test]
 fn the_printed_pack_step_is_the_one_that_runs() {
-    let output = xtask(
-        &[
-            "release",
-            "v1.26.0",
-            "--dry-run",
-            "--source",
-            "goproxy",
-            "--arch",
-            "arm64",
-        ],
-        &[],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let plan = String::from_utf8(output.stdout).unwrap();
+    let plan = release_plan(&["--arch", "arm64"]);
     let line = plan
         .lines()
         .find(|l| l.trim_start().starts_with("kubeadm linux/arm64: upx"))

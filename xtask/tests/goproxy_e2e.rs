@@ -79,14 +79,6 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-fn error_lines(output: &Output) -> Vec<String> {
-    stderr(output)
-        .lines()
-        .filter(|l| l.starts_with("error:"))
-        .map(str::to_owned)
-        .collect()
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
@@ -211,7 +203,7 @@ fn a_tampered_module_is_named_in_one_error_and_leaves_no_cache_entry() {
 
     let fetch = setup.xtask(&["fetch", VERSION, "--source", "goproxy"], &[]);
     assert!(!fetch.status.success(), "{}", stderr(&fetch));
-    let errors = error_lines(&fetch);
+    let errors = support::error_lines(&fetch);
     assert_eq!(errors.len(), 1, "{}", stderr(&fetch));
     assert!(
         errors[0].contains(&format!(
@@ -242,7 +234,7 @@ fn a_module_without_a_sum_pin_stops_the_fetch_before_anything_is_downloaded() {
 
     let fetch = setup.xtask(&["fetch", VERSION, "--source", "goproxy"], &[]);
     assert!(!fetch.status.success(), "{}", stderr(&fetch));
-    let errors = error_lines(&fetch);
+    let errors = support::error_lines(&fetch);
     assert_eq!(errors.len(), 1, "{}", stderr(&fetch));
     assert!(
         errors[0].starts_with(&format!(

@@ -23,14 +23,6 @@ fn push_base(registry_prefix: &str, env: &[(&str, &std::path::Path)]) -> Output 
     command.output().unwrap()
 }
 
-fn error_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|l| l.starts_with("error:"))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 #[ignore = "end-to-end: needs buildah, skopeo and docker-registry; run with -- --include-ignored (.ci/run installs them)"]
 fn server_errors_are_retried_until_the_push_lands() {
@@ -83,7 +75,7 @@ fn a_refused_login_fails_at_once_without_showing_credentials() {
     let output = push_base(&prefix, &[("REGISTRY_AUTH_FILE", &auth_file)]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
-    let errors = error_lines(&output);
+    let errors = support::error_lines(&output);
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("refused our credentials"), "{stderr}");
     assert!(

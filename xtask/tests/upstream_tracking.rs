@@ -66,14 +66,6 @@ fn run(env: &Env, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn error_lines(output: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .filter(|l| l.starts_with("error:"))
-        .map(str::to_owned)
-        .collect()
-}
-
 fn text(output: &Output) -> String {
     format!(
         "{}{}",
@@ -163,7 +155,7 @@ fn check_and_bump_follow_new_upstream_tags() {
     // A module the proxy cannot serve gets no sum: the bump stops, saying so, and writes nothing.
     let bump = run(&["upstream", "bump"]);
     assert!(!bump.status.success(), "{}", text(&bump));
-    let errors = error_lines(&bump);
+    let errors = support::error_lines(&bump);
     assert_eq!(errors.len(), 1, "{}", text(&bump));
     assert!(
         errors[0].contains("module sums of sigs.k8s.io/cri-tools@v1.38.0 (")

@@ -45,6 +45,15 @@ pub fn require_tools(test: &str, tools: &[&str]) {
     );
 }
 
+/// The `error:` lines a command printed: a bad input must give exactly one.
+pub fn error_lines(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The host's Go release as the manifest spells it (`1.26.8`): tests build with it, so they
 /// exercise the pipeline rather than a toolchain download.
 pub fn host_go() -> String {
