@@ -5,6 +5,7 @@
 mod component;
 mod manifest;
 pub mod modules;
+pub mod node;
 mod platform;
 pub mod rules;
 mod version;

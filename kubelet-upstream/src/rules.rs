@@ -465,6 +465,12 @@ impl Image {
         if kubelet_has_flag(version, "--container-runtime") {
             args.push("--container-runtime=remote".into());
         }
+        // Without it a remote-runtime kubelet (1.24 to 1.26) will not start, and later ones
+        // would look for their built-in default rather than containerd's socket.
+        args.push(format!(
+            "--container-runtime-endpoint={}",
+            crate::node::CONTAINERD_ENDPOINT
+        ));
         (vec!["kubelet".into()], args)
     }
 }

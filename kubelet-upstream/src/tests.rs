@@ -236,9 +236,15 @@ fn entrypoints_follow_the_release() {
     let (_, cmd) = Image::KubeletCni.entrypoint(v("v1.26.0"));
     assert!(!cmd.iter().any(|a| a.starts_with("--network-plugin")));
     assert!(cmd.contains(&"--container-runtime=remote".to_string()));
+    // A 1.26 kubelet with a remote runtime and no endpoint refuses to start.
+    assert!(cmd.contains(
+        &"--container-runtime-endpoint=unix:///run/containerd/containerd.sock".to_string()
+    ));
 
     let (_, cmd) = Image::Kubelet.entrypoint(v("v1.37.1"));
-    assert_eq!(cmd, rules::KUBELET_DEFAULT_ARGS);
+    let endpoint = "--container-runtime-endpoint=unix:///run/containerd/containerd.sock";
+    assert_eq!(cmd[..4], rules::KUBELET_DEFAULT_ARGS);
+    assert_eq!(cmd[4..], [endpoint]);
     assert_eq!(Image::KubeProxy.entrypoint(v("v1.37.1")).0, ["kube-proxy"]);
 }
 

@@ -16,6 +16,8 @@ use crate::layout::Layout;
 const BIN_DIR: &str = "usr/local/bin";
 const INSTALL_CNI: &str = "install-cni";
 const IPTABLES_WRAPPER: &str = "iptables-wrapper";
+/// Where the kube-proxy image keeps the wrapper (`/usr/sbin/iptables-wrapper`).
+const WRAPPER_DIR: &str = "usr/sbin";
 
 /// Whether the image build installs the Alpine packages the host commands come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +136,14 @@ fn stage_platform(
         copy_executable(
             &layout.dockerfiles().join(INSTALL_CNI),
             &rootfs.join(BIN_DIR).join(INSTALL_CNI),
+        )?;
+    }
+    if image == Image::KubeProxy {
+        // The package step links iptables and ip6tables to it; the path is the one the
+        // wrapper's own --install names.
+        copy_executable(
+            &layout.dockerfiles().join(IPTABLES_WRAPPER),
+            &rootfs.join(WRAPPER_DIR).join(IPTABLES_WRAPPER),
         )?;
     }
     Ok(())

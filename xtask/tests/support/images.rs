@@ -160,7 +160,11 @@ pub fn check_pushed_release(prefix: &str, cache: &Path) {
                 "opt/cni/bin/tuning",
             ],
         ),
-        ("kube-proxy", "", &["usr/local/bin/kube-proxy"]),
+        (
+            "kube-proxy",
+            "",
+            &["usr/local/bin/kube-proxy", "usr/sbin/iptables-wrapper"],
+        ),
     ];
     let tags: Value = serde_json::from_slice(&skopeo(&[
         "list-tags",
@@ -245,6 +249,10 @@ fn check_config(repository: &str, variant: &str, config: &Value) {
         "1.26 still has --container-runtime: {cmd:?}"
     );
     assert!(
+        cmd.contains(&"--container-runtime-endpoint=unix:///run/containerd/containerd.sock"),
+        "a remote runtime needs its endpoint: {cmd:?}"
+    );
+    assert!(
         !cmd.iter().any(|a| a.starts_with("--network-plugin")),
         "gone since 1.24: {cmd:?}"
     );
@@ -285,7 +293,7 @@ fn check_runs(rootfs: &Path, repository: &str, arch: &str, version: &str) {
 
 /// Where the built programs go in an image, and the one file there that is not a built binary.
 const BINARY_DIRS: [&str; 2] = ["usr/local/bin", "opt/cni/bin"];
-const SCRIPTS: [&str; 1] = ["install-cni"];
+const SCRIPTS: [&str; 2] = ["install-cni", "iptables-wrapper"];
 /// upx writes this in the header of every file it packs.
 const UPX_MAGIC: &[u8] = b"UPX!";
 
