@@ -67,7 +67,7 @@ const TOOLS: &[Tool] = &[
     Tool {
         command: "skopeo",
         version_args: &["--version"],
-        used_for: "reading image manifests and sizes",
+        used_for: "publishing every built image, and reading image sizes",
         install: "`apt-get install skopeo`",
         required: false,
     },
