@@ -38,6 +38,8 @@ pub enum Command {
     VerifyReproducible(VerifyReproducible),
     /// Benchmark: compile one component for arm64 cross and under qemu; print both times.
     Bench(Bench),
+    /// Cross-compile the host tools the images carry (iptables, ...) from pinned sources.
+    Tools(Tools),
     /// The per-target C compiler wrapper that cgo runs (internal).
     #[command(hide = true)]
     ZigCc(ZigCc),
@@ -295,6 +297,15 @@ pub struct Bench {
     pub binary: String,
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Tools {
+    /// Only these tools (default: every pinned one).
+    #[arg(long = "tool", value_name = "NAME", value_delimiter = ',')]
+    pub tools: Vec<String>,
+    #[command(flatten)]
+    pub arches: ArchArgs,
 }
 
 #[derive(Debug, Clone, Args)]

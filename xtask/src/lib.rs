@@ -12,6 +12,7 @@ mod fetch;
 pub mod flags;
 mod fsutil;
 mod go;
+mod hosttools;
 mod image;
 mod layout;
 mod lock;
@@ -58,6 +59,7 @@ pub fn run(xtask: Xtask) -> Result<()> {
         Command::Upstream(cmd) => cmd.run(&sh),
         Command::Doctor(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
+        Command::Tools(cmd) => cmd.run(&sh),
         Command::Base(cmd) => cmd.run(&sh),
         Command::VerifyReproducible(cmd) => cmd.run(&sh),
         Command::ZigCc(cmd) => cmd.run(&sh),

@@ -165,6 +165,33 @@ pub fn write_wrappers(layout: &Layout, zig: &Utf8Path, arches: &[Arch]) -> Resul
     Ok(())
 }
 
+/// `ar` and `ranlib` for C builds that archive objects (autotools' AR and RANLIB): zig's own,
+/// which read every target's objects.
+pub struct Archivers {
+    pub ar: Utf8PathBuf,
+    pub ranlib: Utf8PathBuf,
+}
+
+pub fn write_archiver_wrappers(layout: &Layout, zig: &Utf8Path) -> Result<Archivers> {
+    let dir = layout.toolchains().join("zig-cc");
+    let cache = layout.zig_cache();
+    let mut paths = Vec::new();
+    for tool in ["ar", "ranlib"] {
+        let wrapper = dir.join(format!("zig-{tool}"));
+        let script = format!(
+            "#!/bin/sh\n# zig {tool}, written by cargo xtask.\nZIG_GLOBAL_CACHE_DIR='{cache}' ZIG_LOCAL_CACHE_DIR='{cache}' exec '{zig}' {tool} \"$@\"\n"
+        );
+        if std::fs::read_to_string(&wrapper).ok().as_deref() != Some(script.as_str()) {
+            fsutil::write_atomic(&wrapper, script.as_bytes())?;
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+        }
+        paths.push(wrapper);
+    }
+    let ranlib = paths.pop().expect("two wrappers");
+    let ar = paths.pop().expect("two wrappers");
+    Ok(Archivers { ar, ranlib })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
