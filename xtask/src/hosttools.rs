@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use kubelet_upstream::hosttools::{HostTool, HOST_TOOLS};
+use kubelet_upstream::hosttools::{HostTool, SourcePin, ToolProgram, HOST_TOOLS};
 use kubelet_upstream::Arch;
 use xshell::{cmd, Shell};
 
@@ -39,7 +39,7 @@ impl flags::Tools {
                 for program in tool.programs {
                     println!(
                         "{} {} {}",
-                        tool.name,
+                        tool.name(),
                         arch.platform(),
                         tree.join(program.installed)
                     );
@@ -58,7 +58,7 @@ fn selected(names: &[String]) -> Result<Vec<&'static HostTool>> {
         .iter()
         .map(|name| {
             kubelet_upstream::hosttools::host_tool(name).with_context(|| {
-                let known: Vec<&str> = HOST_TOOLS.iter().map(|t| t.name).collect();
+                let known: Vec<&str> = HOST_TOOLS.iter().map(|t| t.name()).collect();
                 format!(
                     "unknown host tool `{name}`; expected one of {}",
                     known.join(", ")
@@ -79,27 +79,20 @@ pub fn build_tool(sh: &Shell, layout: &Layout, tool: &HostTool, arch: Arch) -> R
     }
     eprintln!(
         "    building {} {} for {}",
-        tool.name,
-        tool.version,
+        tool.name(),
+        tool.version(),
         arch.platform()
     );
-    let tarball = fetch_source(sh, layout, tool)?;
+    let tarball = fetch_source(sh, layout, &tool.source)?;
     let zig = zig::provision(sh, layout)?;
     zig::write_wrappers(layout, &zig, &[arch])?;
     let tools = zig::write_archiver_wrappers(layout, &zig)?;
     let build = layout
         .cache()
         .join("tools/build")
-        .join(format!("{}-{}", tool.name, tool.version))
+        .join(format!("{}-{}", tool.name(), tool.version()))
         .join(arch.name());
-    if build.exists() {
-        fsutil::remove_dir_all_writable(&build)?;
-    }
-    std::fs::create_dir_all(&build).with_context(|| format!("cannot create {build}"))?;
-    cmd!(sh, "tar -xf {tarball} -C {build} --strip-components=1")
-        .quiet()
-        .run()
-        .with_context(|| format!("cannot unpack {tarball}; is tar with xz support installed?"))?;
+    unpack_source(sh, &tarball, &build)?;
     configure_and_make(sh, layout, tool, arch, &build, &tools)?;
     let staging = fsutil::staging_dir(&tree)?;
     let staged = Utf8Path::from_path(staging.path())
@@ -119,14 +112,14 @@ pub fn installed_tree(layout: &Layout, tool: &HostTool, arch: Arch) -> Utf8PathB
     layout
         .cache()
         .join("tools/out")
-        .join(format!("{}-{}", tool.name, tool.version))
+        .join(format!("{}-{}", tool.name(), tool.version()))
         .join(arch.name())
 }
 
 fn stamp(tool: &HostTool, arch: Arch) -> String {
     format!(
         "{STAMP_FORMAT} {} {} {} {} {} {}",
-        tool.sha256,
+        tool.source.sha256,
         arch.musl_target(),
         zig::ZIG_VERSION,
         CFLAGS,
@@ -135,17 +128,29 @@ fn stamp(tool: &HostTool, arch: Arch) -> String {
     )
 }
 
+/// A fresh copy of a source tree in `dir`, whatever an earlier build left there.
+pub fn unpack_source(sh: &Shell, tarball: &Utf8Path, dir: &Utf8Path) -> Result<()> {
+    if dir.exists() {
+        fsutil::remove_dir_all_writable(dir)?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+    cmd!(sh, "tar -xf {tarball} -C {dir} --strip-components=1")
+        .quiet()
+        .run()
+        .with_context(|| format!("cannot unpack {tarball}; is tar with xz support installed?"))
+}
+
 /// The pinned tarball, from the first URL that serves it with the pinned sha256.
-fn fetch_source(sh: &Shell, layout: &Layout, tool: &HostTool) -> Result<Utf8PathBuf> {
-    let path = layout.tools().join("host-tool-sources").join(tool.file);
-    if path.exists() && fsutil::sha256_file(&path)? == tool.sha256 {
+pub fn fetch_source(sh: &Shell, layout: &Layout, source: &SourcePin) -> Result<Utf8PathBuf> {
+    let path = layout.tools().join("host-tool-sources").join(source.file);
+    if path.exists() && fsutil::sha256_file(&path)? == source.sha256 {
         return Ok(path);
     }
     std::fs::create_dir_all(path.parent().expect("has a directory"))?;
     fsutil::sweep_leftovers(&path)?;
     let partial = fsutil::partial_path(&path, "download");
     let mut failures = Vec::new();
-    for url in tool.urls {
+    for url in source.urls {
         let fetched = cmd!(sh, "curl --fail --silent --show-error --location --retry 2 --connect-timeout 10 --output {partial} {url}")
             .quiet()
             .ignore_stderr()
@@ -155,12 +160,12 @@ fn fetch_source(sh: &Shell, layout: &Layout, tool: &HostTool) -> Result<Utf8Path
             continue;
         }
         let digest = fsutil::sha256_file(&partial)?;
-        if digest != tool.sha256 {
+        if digest != source.sha256 {
             std::fs::remove_file(&partial).ok();
             bail!(
                 "checksum mismatch for {} from {url}: got sha256 {digest}, pinned {}; the file changed upstream or on the mirror, do not use it",
-                tool.file,
-                tool.sha256
+                source.file,
+                source.sha256
             );
         }
         std::fs::rename(&partial, &path)
@@ -170,9 +175,9 @@ fn fetch_source(sh: &Shell, layout: &Layout, tool: &HostTool) -> Result<Utf8Path
     std::fs::remove_file(&partial).ok();
     bail!(
         "cannot download {} from any of its URLs ({}); put the file with sha256 {} at {path} by hand",
-        tool.file,
+        source.file,
         failures.join("; "),
-        tool.sha256
+        source.sha256
     )
 }
 
@@ -218,7 +223,7 @@ fn run_logged(
         .quiet()
         .ignore_status()
         .output()
-        .with_context(|| format!("cannot run {step} for {}", tool.name))?;
+        .with_context(|| format!("cannot run {step} for {}", tool.name()))?;
     let mut text = output.stdout;
     text.extend_from_slice(&output.stderr);
     let log = build.join(format!("xtask-{step}.log"));
@@ -228,8 +233,8 @@ fn run_logged(
         let lines: Vec<&str> = text.lines().collect();
         bail!(
             "{step} of {} {} for {} failed; last lines:\n{}\nfull log: {log}",
-            tool.name,
-            tool.version,
+            tool.name(),
+            tool.version(),
             arch.platform(),
             lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
         );
@@ -237,11 +242,7 @@ fn run_logged(
     Ok(())
 }
 
-fn install_program(
-    build: &Utf8Path,
-    tree: &Utf8Path,
-    program: &kubelet_upstream::hosttools::ToolProgram,
-) -> Result<()> {
+fn install_program(build: &Utf8Path, tree: &Utf8Path, program: &ToolProgram) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let from = build.join(program.built);
     let to = tree.join(program.installed);
@@ -261,7 +262,7 @@ fn install_program(
 fn check_program(
     tree: &Utf8Path,
     tool: &HostTool,
-    program: &kubelet_upstream::hosttools::ToolProgram,
+    program: &ToolProgram,
     arch: Arch,
 ) -> Result<()> {
     let path = tree.join(program.installed);
@@ -271,8 +272,8 @@ fn check_program(
         bail!(
             "{} of {} {} for {} does not print `{}`: {}",
             program.installed,
-            tool.name,
-            tool.version,
+            tool.name(),
+            tool.version(),
             arch.platform(),
             program.version_output,
             output.text.trim()

