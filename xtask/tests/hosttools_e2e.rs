@@ -9,18 +9,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use camino::Utf8Path;
+use kubelet_upstream::hosttools::IPTABLES;
 use kubelet_upstream::Arch;
 
-const TREE: &str = "tools/out/iptables-1.8.11";
-const PROGRAM: &str = "usr/sbin/xtables-legacy-multi";
-const LINKS: [&str; 6] = [
-    "iptables-legacy",
-    "iptables-legacy-save",
-    "iptables-legacy-restore",
-    "ip6tables-legacy",
-    "ip6tables-legacy-save",
-    "ip6tables-legacy-restore",
-];
 /// The namespace the rule goes into; it only ever holds that rule.
 const NETNS: &str = "ck-hosttools-e2e";
 
@@ -69,17 +60,24 @@ fn iptables_builds_static_for_every_arch_and_programs_a_rule() {
     let cache = work.path().join("cache");
     let first = tools(&cache);
     let printed = String::from_utf8_lossy(&first.stdout);
+    let built = &IPTABLES.programs[0];
+    let tree_of = |arch: Arch| {
+        cache
+            .join("tools/out")
+            .join(format!("{}-{}", IPTABLES.name(), IPTABLES.version()))
+            .join(arch.name())
+    };
 
     for arch in Arch::ALL {
-        let tree = cache.join(TREE).join(arch.name());
-        let program = tree.join(PROGRAM);
+        let program = tree_of(arch).join(built.installed);
         assert!(
             printed.contains(program.to_str().unwrap()),
             "{arch} not printed: {printed}"
         );
         let info = xtask::check_elf(Utf8Path::from_path(&program).unwrap(), arch).unwrap();
         assert!(!info.has_interpreter, "{arch}: static");
-        for link in LINKS {
+        assert!(!built.links.is_empty());
+        for link in built.links {
             let target = std::fs::read_link(program.with_file_name(link)).unwrap();
             assert_eq!(target, Path::new("xtables-legacy-multi"), "{link}");
         }
@@ -91,7 +89,7 @@ fn iptables_builds_static_for_every_arch_and_programs_a_rule() {
         )
         .unwrap();
         assert!(
-            output.text.contains("iptables v1.8.11 (legacy)"),
+            output.text.contains("iptables v1.8.11 (legacy)") && output.success,
             "{arch}: {}",
             output.text
         );
@@ -99,7 +97,7 @@ fn iptables_builds_static_for_every_arch_and_programs_a_rule() {
 
     // qemu-user cannot pass netfilter's socket options, so only the native build programs a
     // rule: a DNAT like kube-proxy's, in a namespace that is deleted again.
-    let amd64 = cache.join(TREE).join("amd64").join(PROGRAM);
+    let amd64 = tree_of(Arch::Amd64).join(built.installed);
     let amd64 = amd64.to_str().unwrap();
     Command::new("ip")
         .args(["netns", "delete", NETNS])
