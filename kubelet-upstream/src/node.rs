@@ -75,6 +75,14 @@ use Propagation::{Default as Private, Rshared};
 /// Every host path of the commands, in the order they are passed.
 pub const HOST_MOUNTS: &[HostMount] = &[
     mount("/etc/machine-id", Private, true, "yes", "the node's machine ID (`kubectl get node -o wide` shows it; empty without)", None),
+    mount(
+        "/etc/os-release",
+        Private,
+        true,
+        "yes",
+        "the node's OS as the node reports it (`osImage`); without it, the image's Alpine",
+        None,
+    ),
     mount("/sys/fs/cgroup", Private, false, "yes", "cgroups", None),
     mount("/run/containerd", Private, false, "yes", "the CRI socket; the directory, so a containerd restart does not leave a stale socket behind", Some(Runtime::Containerd)),
     mount("/var/lib/containerd", Rshared, false, "yes", "container root filesystems", Some(Runtime::Containerd)),
@@ -99,7 +107,13 @@ pub fn host_mounts(runtime: Runtime) -> impl Iterator<Item = &'static HostMount>
 pub fn host_directories() -> Vec<&'static str> {
     HOST_MOUNTS
         .iter()
-        .filter(|m| m.runtime.is_none() && !matches!(m.path, "/etc/machine-id" | "/sys/fs/cgroup"))
+        .filter(|m| {
+            m.runtime.is_none()
+                && !matches!(
+                    m.path,
+                    "/etc/machine-id" | "/etc/os-release" | "/sys/fs/cgroup"
+                )
+        })
         .map(|m| m.path)
         .chain(["/opt/cni/bin"])
         .collect()
