@@ -118,13 +118,14 @@ pub fn installed_tree(layout: &Layout, tool: &HostTool, arch: Arch) -> Utf8PathB
 
 fn stamp(tool: &HostTool, arch: Arch) -> String {
     format!(
-        "{STAMP_FORMAT} {} {} {} {} {} {}",
+        "{STAMP_FORMAT} {} {} {} {} {} {} | {}",
         tool.source.sha256,
         arch.musl_target(),
         zig::ZIG_VERSION,
         CFLAGS,
         LDFLAGS,
-        tool.configure.join(" ")
+        tool.configure.join(" "),
+        tool.make_targets.join(" ")
     )
 }
 
@@ -208,7 +209,14 @@ fn configure_and_make(
         "-j{}",
         std::thread::available_parallelism().map_or(2, |n| n.get())
     );
-    run_logged(cmd!(sh, "make {jobs}"), build, "make", tool, arch)
+    let targets = tool.make_targets;
+    run_logged(
+        cmd!(sh, "make {jobs} {targets...}"),
+        build,
+        "make",
+        tool,
+        arch,
+    )
 }
 
 /// Runs a build step with its output in a log beside the build; a failure shows the log's end.

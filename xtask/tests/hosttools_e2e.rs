@@ -1,15 +1,16 @@
-//! The host tools, cross-compiled from their pinned tarball for every architecture: each is a
-//! static program of its architecture that prints its version there (under qemu-user for arm),
-//! the amd64 iptables programs a real rule in a network namespace of its own, and a second run
-//! builds nothing.
+//! The host tools, cross-compiled from their pinned tarballs for every architecture: each
+//! program is static, of its architecture, and prints its version there (under qemu-user for
+//! arm). The amd64 builds then do their job on this host: iptables programs a rule in a network
+//! namespace of its own, blkid reads a file system's type as kubelet's mount code asks for it.
+//! A second run builds nothing.
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use camino::Utf8Path;
-use kubelet_upstream::hosttools::IPTABLES;
+use kubelet_upstream::hosttools::{HostTool, HOST_TOOLS, IPTABLES, UTIL_LINUX};
 use kubelet_upstream::Arch;
 
 /// The namespace the rule goes into; it only ever holds that rule.
@@ -17,7 +18,7 @@ const NETNS: &str = "ck-hosttools-e2e";
 
 fn tools(cache: &Path) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["tools", "--tool", "iptables"])
+        .arg("tools")
         .env("XTASK_CACHE_DIR", cache)
         .env("XTASK_TOOL_CACHE_DIR", support::tool_cache())
         .output()
@@ -41,9 +42,18 @@ fn run(program: &str, args: &[&str]) -> String {
     text
 }
 
+/// Where the xtask installs a program of a tool for an architecture.
+fn installed(cache: &Path, tool: &HostTool, arch: Arch, path: &str) -> PathBuf {
+    cache
+        .join("tools/out")
+        .join(format!("{}-{}", tool.name(), tool.version()))
+        .join(arch.name())
+        .join(path)
+}
+
 #[test]
-#[ignore = "end-to-end: needs curl, python3 (zig), qemu-user-static and ip; run with -- --include-ignored (.ci/run installs them)"]
-fn iptables_builds_static_for_every_arch_and_programs_a_rule() {
+#[ignore = "end-to-end: needs curl, python3 (zig), qemu-user-static, ip and mkfs.ext4; run with -- --include-ignored (.ci/run installs them)"]
+fn host_tools_build_static_for_every_arch_and_work() {
     support::require_tools(
         "hosttools_e2e",
         &[
@@ -52,6 +62,7 @@ fn iptables_builds_static_for_every_arch_and_programs_a_rule() {
             "tar",
             "xz",
             "ip",
+            "mkfs.ext4",
             "qemu-aarch64-static",
             "qemu-arm-static",
         ],
@@ -60,45 +71,54 @@ fn iptables_builds_static_for_every_arch_and_programs_a_rule() {
     let cache = work.path().join("cache");
     let first = tools(&cache);
     let printed = String::from_utf8_lossy(&first.stdout);
-    let built = &IPTABLES.programs[0];
-    let tree_of = |arch: Arch| {
-        cache
-            .join("tools/out")
-            .join(format!("{}-{}", IPTABLES.name(), IPTABLES.version()))
-            .join(arch.name())
-    };
 
-    for arch in Arch::ALL {
-        let program = tree_of(arch).join(built.installed);
-        assert!(
-            printed.contains(program.to_str().unwrap()),
-            "{arch} not printed: {printed}"
-        );
-        let info = xtask::check_elf(Utf8Path::from_path(&program).unwrap(), arch).unwrap();
-        assert!(!info.has_interpreter, "{arch}: static");
-        assert!(!built.links.is_empty());
-        for link in built.links {
-            let target = std::fs::read_link(program.with_file_name(link)).unwrap();
-            assert_eq!(target, Path::new("xtables-legacy-multi"), "{link}");
+    for tool in HOST_TOOLS {
+        for arch in Arch::ALL {
+            for program in tool.programs {
+                let path = installed(&cache, tool, arch, program.installed);
+                assert!(
+                    printed.contains(path.to_str().unwrap()),
+                    "{} {arch} not printed: {printed}",
+                    program.installed
+                );
+                let utf8 = Utf8Path::from_path(&path).unwrap();
+                let info = xtask::check_elf(utf8, arch).unwrap();
+                assert!(!info.has_interpreter, "{arch}: static");
+                for link in program.links {
+                    let target = std::fs::read_link(path.with_file_name(link)).unwrap();
+                    assert_eq!(target, path.file_name().unwrap(), "{link}");
+                }
+                let output = xtask::run_on(utf8, arch, program.version_args, &[]).unwrap();
+                assert!(
+                    output.success && output.text.contains(program.version_output),
+                    "{} {arch}: {}",
+                    program.installed,
+                    output.text
+                );
+            }
         }
-        let output = xtask::run_on(
-            Utf8Path::from_path(&program).unwrap(),
-            arch,
-            &["iptables", "--version"],
-            &[],
-        )
-        .unwrap();
-        assert!(
-            output.text.contains("iptables v1.8.11 (legacy)") && output.success,
-            "{arch}: {}",
-            output.text
-        );
     }
 
-    // qemu-user cannot pass netfilter's socket options, so only the native build programs a
-    // rule: a DNAT like kube-proxy's, in a namespace that is deleted again.
-    let amd64 = tree_of(Arch::Amd64).join(built.installed);
-    let amd64 = amd64.to_str().unwrap();
+    check_iptables_rule(&installed(
+        &cache,
+        &IPTABLES,
+        Arch::Amd64,
+        IPTABLES.programs[0].installed,
+    ));
+    check_blkid(
+        &installed(&cache, &UTIL_LINUX, Arch::Amd64, "usr/bin/blkid"),
+        work.path(),
+    );
+
+    let second = tools(&cache);
+    let log = String::from_utf8_lossy(&second.stderr);
+    assert!(!log.contains("building"), "nothing is rebuilt: {log}");
+}
+
+/// qemu-user cannot pass netfilter's socket options, so only the native build programs a rule:
+/// a DNAT like kube-proxy's, in a namespace that is deleted again.
+fn check_iptables_rule(program: &Path) {
+    let program = program.to_str().unwrap();
     Command::new("ip")
         .args(["netns", "delete", NETNS])
         .output()
@@ -121,14 +141,14 @@ fn iptables_builds_static_for_every_arch_and_programs_a_rule() {
         "127.0.0.1:8080",
     ];
     let added = Command::new("ip")
-        .args(["netns", "exec", NETNS, amd64, "iptables"])
+        .args(["netns", "exec", NETNS, program, "iptables"])
         .args(rule)
         .output()
         .unwrap();
     let listed = run(
         "ip",
         &[
-            "netns", "exec", NETNS, amd64, "iptables", "-t", "nat", "-S", "OUTPUT",
+            "netns", "exec", NETNS, program, "iptables", "-t", "nat", "-S", "OUTPUT",
         ],
     );
     run("ip", &["netns", "delete", NETNS]);
@@ -138,11 +158,24 @@ fn iptables_builds_static_for_every_arch_and_programs_a_rule() {
         String::from_utf8_lossy(&added.stderr)
     );
     assert!(
-        listed.contains("-A OUTPUT -d 127.0.0.2/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 127.0.0.1:8080"),
+        listed.contains(
+            "-A OUTPUT -d 127.0.0.2/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 127.0.0.1:8080"
+        ),
         "{listed}"
     );
+}
 
-    let second = tools(&cache);
-    let log = String::from_utf8_lossy(&second.stderr);
-    assert!(!log.contains("building"), "nothing is rebuilt: {log}");
+/// The question kubelet's mount code asks before it formats a volume, on a real ext4 image: an
+/// unformatted device answers with exit status 2, a formatted one with its type.
+fn check_blkid(blkid: &Path, dir: &Path) {
+    let blkid = blkid.to_str().unwrap();
+    let image = dir.join("volume.img");
+    let image = image.to_str().unwrap();
+    std::fs::write(image, vec![0u8; 4 << 20]).unwrap();
+    let probe = ["-p", "-s", "TYPE", "-s", "PTTYPE", "-o", "export", image];
+    let blank = Command::new(blkid).args(probe).output().unwrap();
+    assert_eq!(blank.status.code(), Some(2), "{blank:?}");
+    run("mkfs.ext4", &["-q", "-F", image]);
+    let text = run(blkid, &probe);
+    assert!(text.contains("TYPE=ext4"), "{text}");
 }
