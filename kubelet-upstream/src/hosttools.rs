@@ -26,8 +26,9 @@ pub struct HostTool {
     pub source: SourcePin,
     /// `./configure` arguments besides `--host`, the compilers and the flags.
     pub configure: &'static [&'static str],
-    /// What `make` builds; empty for its default target.
-    pub make_targets: &'static [&'static str],
+    /// One `make` run per entry, with these arguments; `&[&[]]` is one run of the default
+    /// target.
+    pub make: &'static [&'static [&'static str]],
     pub programs: &'static [ToolProgram],
 }
 
@@ -64,9 +65,11 @@ pub struct ToolProgram {
     pub installed: &'static str,
     /// Other names in the same directory that are symlinks to it.
     pub links: &'static [&'static str],
-    /// Arguments that make it print its version, and what that must contain.
+    /// Arguments that make it print its version, what that must contain, and the exit status
+    /// it ends with (resize2fs has no version option: its usage shows the version, with 1).
     pub version_args: &'static [&'static str],
     pub version_output: &'static str,
+    pub version_exit: i32,
 }
 
 /// iptables with the legacy (x_tables) backend. The nft backend needs libmnl and libnftnl,
@@ -97,7 +100,7 @@ pub const IPTABLES: HostTool = HostTool {
         "--disable-devel",
         "--without-kernel",
     ],
-    make_targets: &[],
+    make: &[&[]],
     programs: &[ToolProgram {
         built: "iptables/xtables-legacy-multi",
         installed: "usr/sbin/xtables-legacy-multi",
@@ -111,6 +114,7 @@ pub const IPTABLES: HostTool = HostTool {
         ],
         version_args: &["iptables", "--version"],
         version_output: "iptables v1.8.11 (legacy)",
+        version_exit: 0,
     }],
 };
 
@@ -158,7 +162,12 @@ pub const UTIL_LINUX: HostTool = HostTool {
         "--without-selinux",
         "--without-audit",
     ],
-    make_targets: &["mount.static", "umount.static", "blkid.static", "losetup.static"],
+    make: &[&[
+        "mount.static",
+        "umount.static",
+        "blkid.static",
+        "losetup.static",
+    ]],
     programs: &[
         util_linux_program("mount.static", "usr/bin/mount"),
         util_linux_program("umount.static", "usr/bin/umount"),
@@ -174,11 +183,83 @@ const fn util_linux_program(built: &'static str, installed: &'static str) -> Too
         links: &[],
         version_args: &["--version"],
         version_output: "from util-linux 2.41.5",
+        version_exit: 0,
     }
 }
 
+/// e2fsprogs' mke2fs, e2fsck and resize2fs, which kubelet runs to format, check and grow ext4
+/// volumes (`mkfs.ext4`, `fsck.ext4`), with e2fsprogs' own libuuid and libblkid built in.
+pub const E2FSPROGS: HostTool = HostTool {
+    source: SourcePin {
+        name: "e2fsprogs",
+        version: "1.47.2",
+        file: "e2fsprogs-1.47.2.tar.gz",
+        sha256: "6dcd67ff9d8b13274ba3f088e4318be4f5b71412cd863524423fc49d39a6371f",
+        urls: &[
+            "https://downloads.sourceforge.net/project/e2fsprogs/e2fsprogs/v1.47.2/e2fsprogs-1.47.2.tar.gz",
+            "http://deb.debian.org/debian/pool/main/e/e2fsprogs/e2fsprogs_1.47.2.orig.tar.gz",
+        ],
+        debian_orig: "byte-identical to upstream's .tar.gz on SourceForge; kernel.org's .tar.xz of the same release is a different file",
+    },
+    configure: &[
+        "--disable-nls",
+        "--disable-fuse2fs",
+        "--disable-defrag",
+        "--disable-imager",
+        "--disable-debugfs",
+        "--disable-uuidd",
+        "--disable-fsck",
+        "--disable-e2initrd-helper",
+        "--disable-tdb",
+        "--disable-bmap-stats",
+        "--disable-backtrace",
+        "--disable-elf-shlibs",
+        "--enable-libuuid",
+        "--enable-libblkid",
+        "--without-libarchive",
+        "--without-pthread",
+        // musl has 64-bit lseek on every architecture but no lseek64 symbol to link against;
+        // without these, 32-bit builds fall back to a raw _llseek syscall stub that no longer
+        // compiles.
+        "CPPFLAGS=-D_LARGEFILE64_SOURCE",
+        "ac_cv_func_lseek64=yes",
+    ],
+    make: &[
+        &["libs"],
+        &["-C", "misc", "mke2fs"],
+        &["-C", "e2fsck", "e2fsck"],
+        &["-C", "resize", "resize2fs"],
+    ],
+    programs: &[
+        ToolProgram {
+            built: "misc/mke2fs",
+            installed: "usr/sbin/mke2fs",
+            links: &["mkfs.ext4", "mkfs.ext3", "mkfs.ext2"],
+            version_args: &["-V"],
+            version_output: "mke2fs 1.47.2",
+            version_exit: 0,
+        },
+        ToolProgram {
+            built: "e2fsck/e2fsck",
+            installed: "usr/sbin/e2fsck",
+            links: &["fsck.ext4", "fsck.ext3", "fsck.ext2"],
+            version_args: &["-V"],
+            version_output: "e2fsck 1.47.2",
+            version_exit: 0,
+        },
+        ToolProgram {
+            built: "resize/resize2fs",
+            installed: "usr/sbin/resize2fs",
+            links: &[],
+            version_args: &[],
+            version_output: "resize2fs 1.47.2",
+            version_exit: 1,
+        },
+    ],
+};
+
 /// Every pinned host tool, in build order.
-pub const HOST_TOOLS: &[HostTool] = &[IPTABLES, UTIL_LINUX];
+pub const HOST_TOOLS: &[HostTool] = &[IPTABLES, UTIL_LINUX, E2FSPROGS];
 
 pub fn host_tool(name: &str) -> Option<&'static HostTool> {
     HOST_TOOLS.iter().find(|tool| tool.name() == name)

@@ -125,7 +125,11 @@ fn stamp(tool: &HostTool, arch: Arch) -> String {
         CFLAGS,
         LDFLAGS,
         tool.configure.join(" "),
-        tool.make_targets.join(" ")
+        tool.make
+            .iter()
+            .map(|step| step.join(" "))
+            .collect::<Vec<_>>()
+            .join("; ")
     )
 }
 
@@ -209,14 +213,16 @@ fn configure_and_make(
         "-j{}",
         std::thread::available_parallelism().map_or(2, |n| n.get())
     );
-    let targets = tool.make_targets;
-    run_logged(
-        cmd!(sh, "make {jobs} {targets...}"),
-        build,
-        "make",
-        tool,
-        arch,
-    )
+    for &targets in tool.make {
+        run_logged(
+            cmd!(sh, "make {jobs} {targets...}"),
+            build,
+            "make",
+            tool,
+            arch,
+        )?;
+    }
+    Ok(())
 }
 
 /// Runs a build step with its output in a log beside the build; a failure shows the log's end.
@@ -276,7 +282,7 @@ fn check_program(
     let path = tree.join(program.installed);
     elf::check(&path, arch)?;
     let output = runner::run(&path, arch, program.version_args, &[])?;
-    if !output.success || !output.text.contains(program.version_output) {
+    if output.code != Some(program.version_exit) || !output.text.contains(program.version_output) {
         bail!(
             "{} of {} {} for {} does not print `{}`: {}",
             program.installed,

@@ -15,6 +15,8 @@ const POLL: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone)]
 pub struct RunOutput {
     pub success: bool,
+    /// The exit status, when it exited rather than died of a signal.
+    pub code: Option<i32>,
     /// How it ended, e.g. `exit status: 1` or `signal: 11 (SIGSEGV)`.
     pub status: String,
     pub text: String,
@@ -82,6 +84,7 @@ fn with_timeout(mut command: Command, limit: Duration) -> Result<RunOutput> {
     let text = String::from_utf8_lossy(&std::fs::read(&log_path)?).into_owned();
     Ok(RunOutput {
         success: status.success(),
+        code: status.code(),
         status: status.to_string(),
         text,
     })

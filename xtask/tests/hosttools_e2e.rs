@@ -1,7 +1,8 @@
 //! The host tools, cross-compiled from their pinned tarballs for every architecture: each
 //! program is static, of its architecture, and prints its version there (under qemu-user for
 //! arm). The amd64 builds then do their job on this host: iptables programs a rule in a network
-//! namespace of its own, blkid reads a file system's type as kubelet's mount code asks for it.
+//! namespace of its own, and blkid, mkfs.ext4, fsck.ext4 and resize2fs take a volume through
+//! what kubelet's mount code does with it.
 //! A second run builds nothing.
 
 mod support;
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use camino::Utf8Path;
-use kubelet_upstream::hosttools::{HostTool, HOST_TOOLS, IPTABLES, UTIL_LINUX};
+use kubelet_upstream::hosttools::{HostTool, E2FSPROGS, HOST_TOOLS, IPTABLES, UTIL_LINUX};
 use kubelet_upstream::Arch;
 
 /// The namespace the rule goes into; it only ever holds that rule.
@@ -52,7 +53,7 @@ fn installed(cache: &Path, tool: &HostTool, arch: Arch, path: &str) -> PathBuf {
 }
 
 #[test]
-#[ignore = "end-to-end: needs curl, python3 (zig), qemu-user-static, ip and mkfs.ext4; run with -- --include-ignored (.ci/run installs them)"]
+#[ignore = "end-to-end: needs curl, python3 (zig), qemu-user-static and ip; run with -- --include-ignored (.ci/run installs them)"]
 fn host_tools_build_static_for_every_arch_and_work() {
     support::require_tools(
         "hosttools_e2e",
@@ -62,7 +63,6 @@ fn host_tools_build_static_for_every_arch_and_work() {
             "tar",
             "xz",
             "ip",
-            "mkfs.ext4",
             "qemu-aarch64-static",
             "qemu-arm-static",
         ],
@@ -90,7 +90,8 @@ fn host_tools_build_static_for_every_arch_and_work() {
                 }
                 let output = xtask::run_on(utf8, arch, program.version_args, &[]).unwrap();
                 assert!(
-                    output.success && output.text.contains(program.version_output),
+                    output.code == Some(program.version_exit)
+                        && output.text.contains(program.version_output),
                     "{} {arch}: {}",
                     program.installed,
                     output.text
@@ -105,10 +106,7 @@ fn host_tools_build_static_for_every_arch_and_work() {
         Arch::Amd64,
         IPTABLES.programs[0].installed,
     ));
-    check_blkid(
-        &installed(&cache, &UTIL_LINUX, Arch::Amd64, "usr/bin/blkid"),
-        work.path(),
-    );
+    check_ext4_volume(&cache, work.path());
 
     let second = tools(&cache);
     let log = String::from_utf8_lossy(&second.stderr);
@@ -165,17 +163,35 @@ fn check_iptables_rule(program: &Path) {
     );
 }
 
-/// The question kubelet's mount code asks before it formats a volume, on a real ext4 image: an
-/// unformatted device answers with exit status 2, a formatted one with its type.
-fn check_blkid(blkid: &Path, dir: &Path) {
-    let blkid = blkid.to_str().unwrap();
+/// What kubelet's mount code does with a new ext4 volume, with the amd64 builds on a file: blkid
+/// finds no file system (exit status 2), mkfs.ext4 formats it, blkid then reports ext4,
+/// fsck.ext4 finds it clean, and resize2fs grows it.
+fn check_ext4_volume(cache: &Path, dir: &Path) {
+    let tool = |tool: &HostTool, path: &str| {
+        installed(cache, tool, Arch::Amd64, path)
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let blkid = tool(&UTIL_LINUX, "usr/bin/blkid");
     let image = dir.join("volume.img");
     let image = image.to_str().unwrap();
-    std::fs::write(image, vec![0u8; 4 << 20]).unwrap();
+    std::fs::write(image, vec![0u8; 8 << 20]).unwrap();
     let probe = ["-p", "-s", "TYPE", "-s", "PTTYPE", "-o", "export", image];
-    let blank = Command::new(blkid).args(probe).output().unwrap();
+    let blank = Command::new(&blkid).args(probe).output().unwrap();
     assert_eq!(blank.status.code(), Some(2), "{blank:?}");
-    run("mkfs.ext4", &["-q", "-F", image]);
-    let text = run(blkid, &probe);
+    run(
+        &tool(&E2FSPROGS, "usr/sbin/mkfs.ext4"),
+        &["-q", "-F", "-m0", image],
+    );
+    let text = run(&blkid, &probe);
     assert!(text.contains("TYPE=ext4"), "{text}");
+    run(
+        &tool(&E2FSPROGS, "usr/sbin/fsck.ext4"),
+        &["-f", "-n", image],
+    );
+    let file = std::fs::OpenOptions::new().write(true).open(image).unwrap();
+    file.set_len(16 << 20).unwrap();
+    let grown = run(&tool(&E2FSPROGS, "usr/sbin/resize2fs"), &[image]);
+    assert!(grown.contains("is now"), "{grown}");
 }

@@ -21,7 +21,6 @@ fn install_hint(tool: &str) -> &'static str {
         "curl" => "apt-get install curl (the xtask downloads pinned source tarballs with it)",
         "xz" => "apt-get install xz-utils",
         "ip" => "apt-get install iproute2",
-        "mkfs.ext4" => "apt-get install e2fsprogs",
         "buildah" => "apt-get install buildah",
         "skopeo" => "apt-get install skopeo",
         "docker-registry" => "apt-get install docker-registry",
