@@ -246,7 +246,7 @@ pub fn shell_lines(argv: &[String], reference: &str) -> String {
     let mut iter = argv.iter().peekable();
     let mut after_image = false;
     while let Some(arg) = iter.next() {
-        let word = quote(arg);
+        let word = shell_quote(arg);
         if arg == reference {
             lines.push(std::mem::take(&mut current));
             current = word;
@@ -267,7 +267,7 @@ pub fn shell_lines(argv: &[String], reference: &str) -> String {
         if arg == "--mount" {
             if let Some(value) = iter.next() {
                 current.push(' ');
-                current.push_str(&quote(value));
+                current.push_str(&shell_quote(value));
             }
         }
     }
@@ -288,11 +288,12 @@ pub fn shell_lines(argv: &[String], reference: &str) -> String {
     out
 }
 
-fn quote(word: &str) -> String {
+/// A word as a POSIX shell reads it back: plain when it can be, single-quoted otherwise.
+pub fn shell_quote(word: &str) -> String {
     let plain = word
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-    if plain {
+    if plain && !word.is_empty() {
         word.to_owned()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))

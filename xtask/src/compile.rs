@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use crate::go::{self, Network, Toolchain};
 use crate::layout::Layout;
 use crate::source::SourceTree;
+use kubelet_upstream::node::shell_quote as quote;
 
 /// Environment variable that names a C compiler for one architecture, e.g. `XTASK_CC_ARM64`.
 const CC_ENV_PREFIX: &str = "XTASK_CC_";
@@ -113,17 +114,6 @@ impl CompileStep {
             self.go,
             args.join(" ")
         )
-    }
-}
-
-fn quote(text: &str) -> String {
-    let plain = text
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-    if plain && !text.is_empty() {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 

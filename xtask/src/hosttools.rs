@@ -133,6 +133,12 @@ fn stamp(tool: &HostTool, arch: Arch) -> String {
     )
 }
 
+/// `-jN` for make and cmake: every core of the build host.
+pub fn make_jobs() -> String {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    format!("-j{cores}")
+}
+
 /// A fresh copy of a source tree in `dir`, whatever an earlier build left there.
 pub fn unpack_source(sh: &Shell, tarball: &Utf8Path, dir: &Utf8Path) -> Result<()> {
     if dir.exists() {
@@ -209,10 +215,7 @@ fn configure_and_make(
         .env("LDFLAGS", LDFLAGS)
         .env("PKG_CONFIG", "false");
     run_logged(configure, build, "configure", tool, arch)?;
-    let jobs = format!(
-        "-j{}",
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    );
+    let jobs = make_jobs();
     for &targets in tool.make {
         run_logged(
             cmd!(sh, "make {jobs} {targets...}"),

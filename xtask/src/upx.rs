@@ -8,7 +8,7 @@ use kubelet_upstream::hosttools::UPX;
 use xshell::{cmd, Shell};
 
 use crate::fsutil;
-use crate::hosttools::{fetch_source, unpack_source};
+use crate::hosttools::{fetch_source, make_jobs, unpack_source};
 use crate::layout::Layout;
 use crate::pack::PackStep;
 
@@ -64,10 +64,7 @@ fn from_source(sh: &Shell, layout: &Layout) -> Result<Utf8PathBuf> {
         .to_owned();
     let (source, build) = (staged.join("src"), staged.join("build"));
     unpack_source(sh, &tarball, &source)?;
-    let jobs = format!(
-        "-j{}",
-        std::thread::available_parallelism().map_or(2, |n| n.get())
-    );
+    let jobs = make_jobs();
     cmd!(sh, "cmake -S {source} -B {build} {CMAKE_OPTIONS...}")
         .quiet()
         .ignore_stdout()
