@@ -72,6 +72,18 @@ pub struct ToolProgram {
     pub version_exit: i32,
 }
 
+impl ToolProgram {
+    /// The program's own file name in the image.
+    pub fn file_name(&self) -> &'static str {
+        self.installed.rsplit('/').next().unwrap_or(self.installed)
+    }
+
+    /// Whether `command` runs this program: its file name or one of its links.
+    pub fn provides(&self, command: &str) -> bool {
+        self.file_name() == command || self.links.contains(&command)
+    }
+}
+
 /// iptables with the legacy (x_tables) backend. The nft backend needs libmnl and libnftnl,
 /// which are not pinned yet: their tarballs are unreachable from the build host this was
 /// written on (upstream's site is out of reach and Debian's mirror there answers 404).

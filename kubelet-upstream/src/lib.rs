@@ -3,6 +3,7 @@
 //! network, so its tests are fast and exhaustive.
 
 mod component;
+pub mod hostcommands;
 pub mod hosttools;
 mod manifest;
 pub mod modules;

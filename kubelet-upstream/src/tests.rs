@@ -319,27 +319,6 @@ fn cni_plugin_lists_follow_the_plugins_release() {
 }
 
 #[test]
-fn host_commands_follow_the_release() {
-    let commands = |image, version| -> Vec<&str> {
-        rules::host_commands(image, v(version))
-            .iter()
-            .map(|c| c.command)
-            .collect()
-    };
-    assert!(commands(Image::Kubelet, "v1.26.0").contains(&"iptables"));
-    assert!(!commands(Image::Kubelet, "v1.28.0").contains(&"iptables"));
-    assert!(commands(Image::KubeletKubeadm, "v1.28.0").contains(&"conntrack"));
-    assert!(!commands(Image::KubeProxy, "v1.28.0").contains(&"nft"));
-    assert!(commands(Image::KubeProxy, "v1.29.0").contains(&"nft"));
-    let packages = rules::alpine_packages(Image::KubeProxy, v("v1.37.1"));
-    assert!(
-        packages.windows(2).all(|w| w[0] < w[1]),
-        "sorted and unique: {packages:?}"
-    );
-    assert!(packages.contains(&"iptables-legacy"));
-}
-
-#[test]
 fn kubernetes_version_stamps_mirror_upstream() {
     let manifest = parse(GOOD).unwrap();
     let release = &manifest.releases()[0];

@@ -122,11 +122,6 @@ impl flags::Doctor {
                 }
             }
         }
-        println!(
-            "binfmt   {:<20} {}",
-            "qemu-user via binfmt_misc",
-            binfmt_status()
-        );
         if !missing_required.is_empty() {
             bail!(
                 "required tools are missing: {}",
@@ -143,18 +138,4 @@ fn first_line_of(text: String) -> String {
         .unwrap_or("(no version output)")
         .trim()
         .to_owned()
-}
-
-/// Foreign-architecture RUN steps in image builds need qemu registered with binfmt_misc.
-fn binfmt_status() -> String {
-    let dir = std::path::Path::new("/proc/sys/fs/binfmt_misc");
-    let registered: Vec<&str> = ["qemu-aarch64", "qemu-arm"]
-        .into_iter()
-        .filter(|name| dir.join(name).exists())
-        .collect();
-    if registered.len() == 2 {
-        "registered: qemu-aarch64, qemu-arm".to_owned()
-    } else {
-        "not registered; foreign RUN steps need: mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc, then register /usr/lib/binfmt.d/qemu-{aarch64,arm}.conf".to_owned()
-    }
 }

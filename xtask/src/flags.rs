@@ -160,10 +160,6 @@ pub struct ImageArgs {
     /// The base image reference; defaults to alpine:<pinned version>@<pinned digest>.
     #[arg(long, value_name = "REF", env = "XTASK_BASE_IMAGE")]
     pub base_image: Option<String>,
-    /// Do not install Alpine packages (for hosts that cannot reach Alpine's mirrors); the
-    /// images then carry only the base's own commands.
-    #[arg(long)]
-    pub skip_packages: bool,
 }
 
 #[derive(Debug, Clone, Args)]

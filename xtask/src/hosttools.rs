@@ -1,8 +1,9 @@
 //! `cargo xtask tools`: the host tools the images carry, cross-compiled statically from pinned
 //! source tarballs with the same per-target zig compilers as the Go binaries, checked (ELF
-//! machine, static, `--version` on the platform) and installed into one tree per architecture
-//! that the image build copies from. Nothing here runs a program of another architecture except
-//! through qemu-user for the checks, and nothing reaches a package mirror.
+//! machine, static, `--version` on the platform), packed with upx like the other tools the
+//! images carry (and checked again), and installed into one tree per architecture that the image
+//! build copies from. Nothing here runs a program of another architecture except through
+//! qemu-user for the checks, and nothing reaches a package mirror.
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -15,10 +16,12 @@ use crate::flags;
 use crate::fsutil;
 use crate::layout::Layout;
 use crate::lock::CacheLock;
+use crate::pack::UPX_ARGS;
+use crate::upx::{self, Upx};
 use crate::{elf, runner, zig};
 
 /// Bump when the way a tool is built changes without its pin or arguments changing.
-const STAMP_FORMAT: &str = "host-tool-1";
+const STAMP_FORMAT: &str = "host-tool-2";
 /// No debug info (it would carry host paths), small code: these tools run rarely.
 const CFLAGS: &str = "-Os -g0 -D_GNU_SOURCE";
 /// Static, stripped: the images have no C library the tools could rely on.
@@ -32,7 +35,6 @@ impl flags::Tools {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let cx = Cx::load()?;
         let tools = selected(&self.tools)?;
-        let _lock = CacheLock::acquire(&cx.layout)?;
         for arch in self.arches.selected() {
             for tool in &tools {
                 let tree = build_tool(sh, &cx.layout, tool, arch)?;
@@ -69,12 +71,18 @@ fn selected(names: &[String]) -> Result<Vec<&'static HostTool>> {
 }
 
 /// The installed tree of one tool for one architecture: built once, then reused while the pin,
-/// the recipe and the compiler stay the same.
+/// the recipe, the compiler and the packer stay the same. Trees may live in a tool cache that
+/// several build caches share, so building takes that cache's lock.
 pub fn build_tool(sh: &Shell, layout: &Layout, tool: &HostTool, arch: Arch) -> Result<Utf8PathBuf> {
     let tree = installed_tree(layout, tool, arch);
     let stamp = stamp(tool, arch);
     let stamp_path = tree.join(".xtask-stamp");
-    if std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
+    let fresh = || std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str());
+    if fresh() {
+        return Ok(tree);
+    }
+    let _lock = CacheLock::host_tools(layout)?;
+    if fresh() {
         return Ok(tree);
     }
     eprintln!(
@@ -87,9 +95,10 @@ pub fn build_tool(sh: &Shell, layout: &Layout, tool: &HostTool, arch: Arch) -> R
     let zig = zig::provision(sh, layout)?;
     zig::write_wrappers(layout, &zig, &[arch])?;
     let tools = zig::write_archiver_wrappers(layout, &zig)?;
+    let upx = upx::provision(sh, layout)?;
     let build = layout
-        .cache()
-        .join("tools/build")
+        .host_tools()
+        .join("build")
         .join(format!("{}-{}", tool.name(), tool.version()))
         .join(arch.name());
     unpack_source(sh, &tarball, &build)?;
@@ -100,25 +109,29 @@ pub fn build_tool(sh: &Shell, layout: &Layout, tool: &HostTool, arch: Arch) -> R
         .to_owned();
     for program in tool.programs {
         install_program(&build, &staged, program)?;
-        check_program(&staged, tool, program, arch)?;
+        check_runs(&staged.join(program.installed), tool, program, arch)?;
+        pack_program(sh, &upx, &staged, tool, program, arch)?;
     }
     fsutil::write_atomic(&staged.join(".xtask-stamp"), stamp.as_bytes())?;
     fsutil::commit_dir(staging, &tree)?;
     Ok(tree)
 }
 
+/// Where every tool's programs are installed, one tree per tool and architecture.
+pub fn installed_root(layout: &Layout) -> Utf8PathBuf {
+    layout.host_tools().join("out")
+}
+
 /// Where a tool's programs are installed for an architecture, laid out as in the image.
 pub fn installed_tree(layout: &Layout, tool: &HostTool, arch: Arch) -> Utf8PathBuf {
-    layout
-        .cache()
-        .join("tools/out")
+    installed_root(layout)
         .join(format!("{}-{}", tool.name(), tool.version()))
         .join(arch.name())
 }
 
 fn stamp(tool: &HostTool, arch: Arch) -> String {
     format!(
-        "{STAMP_FORMAT} {} {} {} {} {} {} | {}",
+        "{STAMP_FORMAT} {} {} {} {} {} {} | {} | upx {} {}",
         tool.source.sha256,
         arch.musl_target(),
         zig::ZIG_VERSION,
@@ -129,7 +142,9 @@ fn stamp(tool: &HostTool, arch: Arch) -> String {
             .iter()
             .map(|step| step.join(" "))
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; "),
+        kubelet_upstream::hosttools::UPX.sha256,
+        UPX_ARGS.join(" ")
     )
 }
 
@@ -275,16 +290,53 @@ fn install_program(build: &Utf8Path, tree: &Utf8Path, program: &ToolProgram) -> 
     Ok(())
 }
 
-/// The program is a static executable of the architecture and prints its version there.
-fn check_program(
+/// Packs an installed program in place and checks it again. A program that upx cannot pack,
+/// or that no longer runs once packed, stays unpacked, with a note: these tools are small.
+fn pack_program(
+    sh: &Shell,
+    upx: &Upx,
     tree: &Utf8Path,
     tool: &HostTool,
     program: &ToolProgram,
     arch: Arch,
 ) -> Result<()> {
     let path = tree.join(program.installed);
-    elf::check(&path, arch)?;
-    let output = runner::run(&path, arch, program.version_args, &[])?;
+    let packed = fsutil::partial_path(&path, "upx");
+    let upx_path = &upx.path;
+    let upx_args = UPX_ARGS;
+    let result = cmd!(sh, "{upx_path} {upx_args...} -o {packed} {path}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+    let kept = match result {
+        Err(error) => Err(anyhow::anyhow!("upx failed: {error}")),
+        Ok(()) => check_runs(&packed, tool, program, arch),
+    };
+    match kept {
+        Ok(()) => std::fs::rename(&packed, &path)
+            .with_context(|| format!("cannot move the packed {path} into place")),
+        Err(error) => {
+            std::fs::remove_file(&packed).ok();
+            eprintln!(
+                "    note: {} for {} ships unpacked: {error:#}",
+                program.installed,
+                arch.platform()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The program at `path` is a static executable of the architecture and prints its version.
+pub fn check_runs(
+    path: &Utf8Path,
+    tool: &HostTool,
+    program: &ToolProgram,
+    arch: Arch,
+) -> Result<()> {
+    elf::check(path, arch)?;
+    let output = runner::run(path, arch, program.version_args, &[])?;
     if output.code != Some(program.version_exit) || !output.text.contains(program.version_output) {
         bail!(
             "{} of {} {} for {} does not print `{}`: {}",

@@ -15,6 +15,8 @@ pub const MANIFEST_ENV: &str = "XTASK_MANIFEST";
 /// Overrides where toolchains, downloaded Go modules and zig's libc builds live (default: the
 /// cache). Several caches can share them: none depends on what is being built.
 pub const TOOL_CACHE_DIR_ENV: &str = "XTASK_TOOL_CACHE_DIR";
+/// The host tools' folder, in the tool cache or a build cache.
+const HOST_TOOLS_DIR_NAME: &str = "host-tools";
 
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -23,6 +25,9 @@ pub struct Layout {
     /// Toolchains, the Go module download cache and zig's cache: verified downloads and
     /// toolchain-level builds that a fresh build cache may reuse.
     tools: Utf8PathBuf,
+    /// The host tools' builds and installed trees: in the tool cache, since they depend only on
+    /// their pins and the compiler, unless a build must make its own (`verify-reproducible`).
+    host_tools: Utf8PathBuf,
 }
 
 impl Layout {
@@ -34,21 +39,39 @@ impl Layout {
             None => target_dir(&root)?.join(CACHE_DIR_NAME),
         };
         let tools = path_from_env(TOOL_CACHE_DIR_ENV).unwrap_or_else(|| cache.clone());
-        Ok(Layout { root, cache, tools })
+        Ok(Layout::with_tools(root, cache, tools))
     }
 
     pub fn new(root: Utf8PathBuf, cache: Utf8PathBuf) -> Layout {
         let tools = cache.clone();
-        Layout { root, cache, tools }
+        Layout::with_tools(root, cache, tools)
+    }
+
+    fn with_tools(root: Utf8PathBuf, cache: Utf8PathBuf, tools: Utf8PathBuf) -> Layout {
+        let host_tools = tools.join(HOST_TOOLS_DIR_NAME);
+        Layout {
+            root,
+            cache,
+            tools,
+            host_tools,
+        }
     }
 
     /// A layout with its own build cache that keeps this one's tool cache.
     pub fn with_cache(&self, cache: Utf8PathBuf) -> Layout {
-        Layout {
-            root: self.root.clone(),
-            cache,
-            tools: self.tools.clone(),
-        }
+        Layout::with_tools(self.root.clone(), cache, self.tools.clone())
+    }
+
+    /// The same layout, with host tools built inside its own build cache rather than taken from
+    /// the shared tool cache: for builds that must show they make the same tools.
+    pub fn with_private_host_tools(mut self) -> Layout {
+        self.host_tools = self.cache.join(HOST_TOOLS_DIR_NAME);
+        self
+    }
+
+    /// Where host tools are built and installed, one tree per tool and architecture.
+    pub fn host_tools(&self) -> &Utf8Path {
+        &self.host_tools
     }
 
     pub fn root(&self) -> &Utf8Path {

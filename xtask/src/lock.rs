@@ -25,6 +25,11 @@ impl CacheLock {
     pub fn tools(layout: &Layout) -> Result<CacheLock> {
         lock_file(&layout.toolchains().join(TOOL_LOCK_FILE))
     }
+
+    /// Held while host tools are built, which other caches may share.
+    pub fn host_tools(layout: &Layout) -> Result<CacheLock> {
+        lock_file(&layout.host_tools().join(TOOL_LOCK_FILE))
+    }
 }
 
 fn lock_file(path: &camino::Utf8Path) -> Result<CacheLock> {

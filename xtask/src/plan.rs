@@ -6,13 +6,13 @@ use std::fmt::Write;
 
 use anyhow::Result;
 use camino::Utf8Path;
+use kubelet_upstream::hostcommands;
 use kubelet_upstream::rules::{self, Binary};
 use kubelet_upstream::{Arch, Component, Release};
 
 use crate::compile::{self, CCompiler, CompileStep};
 use crate::flags::SourceKind;
 use crate::go::Toolchain;
-use crate::image::context::Packages;
 use crate::image::{base_image, ImageSelection, PlannedImage, Target};
 use crate::layout::Layout;
 use crate::pack::{self, PackStep};
@@ -229,11 +229,25 @@ pub fn render_images(
         };
         writeln!(out, "  {name} from dockerfiles/{}", image.dockerfile())?;
         writeln!(out, "      binaries: {}", names.join(" "))?;
-        let packages = match selection.packages {
-            Packages::Install => rules::alpine_packages(image, release.version).join(" "),
-            Packages::Skip => "none (--skip-packages)".to_owned(),
-        };
-        writeln!(out, "      alpine packages: {packages}")?;
+        let tools: Vec<String> = hostcommands::tool_programs(image, release.version)
+            .iter()
+            .map(|(tool, program)| {
+                format!(
+                    "{} ({} {})",
+                    program.file_name(),
+                    tool.name(),
+                    tool.version()
+                )
+            })
+            .collect();
+        writeln!(out, "      host tools: {}", tools.join(" "))?;
+        let missing: Vec<&str> = hostcommands::not_built(image, release.version)
+            .iter()
+            .map(|c| c.command)
+            .collect();
+        if !missing.is_empty() {
+            writeln!(out, "      not built yet: {}", missing.join(" "))?;
+        }
         writeln!(out, "      entrypoint: {entrypoint:?} cmd: {cmd:?}")?;
     }
     Ok(out)

@@ -60,7 +60,6 @@ fn buildx_builds_and_pushes_every_image_as_a_multi_arch_index() {
         &prefix,
         "--base-image",
         &base,
-        "--skip-packages",
     ]);
     assert!(log.contains("    buildx: kubelet:"), "{log}");
     assert!(!log.contains("    buildah: kubelet:"), "{log}");

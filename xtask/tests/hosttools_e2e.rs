@@ -3,7 +3,7 @@
 //! arm). The amd64 builds then do their job on this host: iptables programs a rule in a network
 //! namespace of its own, and blkid, mkfs.ext4, fsck.ext4 and resize2fs take a volume through
 //! what kubelet's mount code does with it.
-//! A second run builds nothing.
+//! Every program ships packed with upx, and a second run builds nothing.
 
 mod support;
 
@@ -14,6 +14,8 @@ use camino::Utf8Path;
 use kubelet_upstream::hosttools::{HostTool, E2FSPROGS, HOST_TOOLS, IPTABLES, UTIL_LINUX};
 use kubelet_upstream::Arch;
 
+/// upx writes this in the header of every file it packs.
+const UPX_MAGIC: &[u8] = b"UPX!";
 /// The namespace the rule goes into; it only ever holds that rule.
 const NETNS: &str = "ck-hosttools-e2e";
 
@@ -43,10 +45,11 @@ fn run(program: &str, args: &[&str]) -> String {
     text
 }
 
-/// Where the xtask installs a program of a tool for an architecture.
-fn installed(cache: &Path, tool: &HostTool, arch: Arch, path: &str) -> PathBuf {
-    cache
-        .join("tools/out")
+/// Where the xtask installs a program of a tool for an architecture: in the tool cache, which
+/// every build cache shares.
+fn installed(tool: &HostTool, arch: Arch, path: &str) -> PathBuf {
+    support::tool_cache()
+        .join("host-tools/out")
         .join(format!("{}-{}", tool.name(), tool.version()))
         .join(arch.name())
         .join(path)
@@ -75,7 +78,7 @@ fn host_tools_build_static_for_every_arch_and_work() {
     for tool in HOST_TOOLS {
         for arch in Arch::ALL {
             for program in tool.programs {
-                let path = installed(&cache, tool, arch, program.installed);
+                let path = installed(tool, arch, program.installed);
                 assert!(
                     printed.contains(path.to_str().unwrap()),
                     "{} {arch} not printed: {printed}",
@@ -84,6 +87,12 @@ fn host_tools_build_static_for_every_arch_and_work() {
                 let utf8 = Utf8Path::from_path(&path).unwrap();
                 let info = xtask::check_elf(utf8, arch).unwrap();
                 assert!(!info.has_interpreter, "{arch}: static");
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    bytes.windows(UPX_MAGIC.len()).any(|w| w == UPX_MAGIC),
+                    "{} {arch}: packed with upx",
+                    program.installed
+                );
                 for link in program.links {
                     let target = std::fs::read_link(path.with_file_name(link)).unwrap();
                     assert_eq!(target, path.file_name().unwrap(), "{link}");
@@ -101,12 +110,11 @@ fn host_tools_build_static_for_every_arch_and_work() {
     }
 
     check_iptables_rule(&installed(
-        &cache,
         &IPTABLES,
         Arch::Amd64,
         IPTABLES.programs[0].installed,
     ));
-    check_ext4_volume(&cache, work.path());
+    check_ext4_volume(work.path());
 
     let second = tools(&cache);
     let log = String::from_utf8_lossy(&second.stderr);
@@ -166,9 +174,9 @@ fn check_iptables_rule(program: &Path) {
 /// What kubelet's mount code does with a new ext4 volume, with the amd64 builds on a file: blkid
 /// finds no file system (exit status 2), mkfs.ext4 formats it, blkid then reports ext4,
 /// fsck.ext4 finds it clean, and resize2fs grows it.
-fn check_ext4_volume(cache: &Path, dir: &Path) {
+fn check_ext4_volume(dir: &Path) {
     let tool = |tool: &HostTool, path: &str| {
-        installed(cache, tool, Arch::Amd64, path)
+        installed(tool, Arch::Amd64, path)
             .to_str()
             .unwrap()
             .to_owned()

@@ -34,7 +34,7 @@ impl Setup {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
         command
             .args(["release", fixtures::KUBERNETES_TAG, "--arch", ARCH])
-            .args(["--image", IMAGES, "--builder", "buildah", "--skip-packages"])
+            .args(["--image", IMAGES, "--builder", "buildah"])
             .args(["--registry", &format!("{}/{repository}", self.registry)])
             .args(["--base-image", &self.base])
             .env("XTASK_CACHE_DIR", cache)

@@ -70,7 +70,6 @@ fn release_builds_and_pushes_every_image_as_a_multi_arch_index() {
             &prefix,
             "--base-image",
             &base,
-            "--skip-packages",
         ],
     );
 

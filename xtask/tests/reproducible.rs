@@ -1,6 +1,6 @@
 //! `cargo xtask verify-reproducible` on fixture repositories: two builds in fresh caches at
-//! different paths give byte-identical binaries and identical image digests, with no host path
-//! in any artifact. (The failure side, naming what differs, has unit tests in `diff`.)
+//! different paths give byte-identical binaries, host tools (each build compiles its own) and
+//! image digests, with no host path in any artifact. (The failure side, naming what differs, has unit tests in `diff`.)
 
 mod support;
 
@@ -49,7 +49,6 @@ fn two_clean_builds_give_identical_binaries_and_image_digests() {
         "arm64",
         "--image",
         "kubelet-kubeadm-cni,kube-proxy",
-        "--skip-packages",
         "--builder",
         "buildah",
         "--base-image",
@@ -68,6 +67,9 @@ fn two_clean_builds_give_identical_binaries_and_image_digests() {
         "v1.26.0/arm64/manifest.json sha256:",
         "image kubelet_v1.26.0-kubeadm-cni-alpine3.20 sha256:",
         "image kube-proxy_v1.26.0-alpine3.20 sha256:",
+        "host-tools/iptables-1.8.11/arm64/usr/sbin/xtables-legacy-multi sha256:",
+        "host-tools/util-linux-2.41.5/arm64/usr/bin/mount sha256:",
+        "host-tools/e2fsprogs-1.47.2/arm64/usr/sbin/mke2fs sha256:",
     ] {
         assert!(
             stdout.contains(artifact),
@@ -84,6 +86,11 @@ fn two_clean_builds_give_identical_binaries_and_image_digests() {
             out.join("kubelet").is_file(),
             "{build} build has no kubelet"
         );
+        let tools = cache
+            .join("reproducible/v1.26.0")
+            .join(build)
+            .join("host-tools/out/iptables-1.8.11/arm64/usr/sbin/xtables-legacy-multi");
+        assert!(tools.is_file(), "{build} build made its own host tools");
     }
     assert!(stderr.contains("build 2 of 2"), "{stderr}");
 }

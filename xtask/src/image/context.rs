@@ -5,53 +5,29 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use kubelet_upstream::rules::{self, BinaryKind, Image, IMAGE_CNI_DIR};
+use kubelet_upstream::hostcommands::{
+    self, IPTABLES_WRAPPED, IPTABLES_WRAPPED_DIR, IPTABLES_WRAPPER_PATH,
+};
+use kubelet_upstream::rules::{BinaryKind, Image, IMAGE_CNI_DIR};
 use kubelet_upstream::{Arch, Release};
+use xshell::Shell;
 
 use crate::artifact::ArtifactManifest;
 use crate::fsutil;
+use crate::hosttools;
 use crate::layout::Layout;
 
 /// Where the programs go inside the image.
 const BIN_DIR: &str = "usr/local/bin";
 const INSTALL_CNI: &str = "install-cni";
+/// The wrapper's file in `dockerfiles/`.
 const IPTABLES_WRAPPER: &str = "iptables-wrapper";
-/// Where the kube-proxy image keeps the wrapper (`/usr/sbin/iptables-wrapper`).
-const WRAPPER_DIR: &str = "usr/sbin";
 
-/// Whether the image build installs the Alpine packages the host commands come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Packages {
-    Install,
-    /// Only the base's own commands: for hosts that cannot reach Alpine's mirrors.
-    Skip,
-}
-
-/// Renders a Dockerfile template from `dockerfiles/`: the package step, ENTRYPOINT and CMD
-/// depend on the release, and exec-form ENTRYPOINT/CMD cannot take build arguments.
-pub fn render_dockerfile(
-    template: &str,
-    release: &Release,
-    image: Image,
-    packages: Packages,
-) -> String {
-    let apk_add = match packages {
-        Packages::Install => {
-            let list = rules::alpine_packages(image, release.version).join(" ");
-            match image {
-                Image::KubeProxy => format!(
-                    "RUN apk add --no-cache {list} && /usr/sbin/{IPTABLES_WRAPPER} --install"
-                ),
-                _ => format!("RUN apk add --no-cache {list}"),
-            }
-        }
-        Packages::Skip => {
-            "# Alpine packages skipped (--skip-packages): only the base's own commands.".to_owned()
-        }
-    };
+/// Renders a Dockerfile template from `dockerfiles/`: ENTRYPOINT and CMD depend on the release,
+/// and exec-form ENTRYPOINT/CMD cannot take build arguments.
+pub fn render_dockerfile(template: &str, release: &Release, image: Image) -> String {
     let (entrypoint, cmd) = image.entrypoint(release.version);
     template
-        .replace("# @APK_ADD@", &apk_add)
         .replace(
             "@ENTRYPOINT@",
             &serde_json::to_string(&entrypoint).expect("strings serialize"),
@@ -71,13 +47,14 @@ pub fn context_dir(layout: &Layout, release: &Release, image: Image) -> Utf8Path
         .join(image.name())
 }
 
-/// Writes the context: Dockerfile, and one rootfs overlay per platform from the built binaries.
+/// Writes the context: Dockerfile, and one rootfs overlay per platform from the built binaries
+/// and the host tools the image needs (built here first if they are not yet).
 pub fn prepare(
+    sh: &Shell,
     layout: &Layout,
     release: &Release,
     image: Image,
     arches: &[Arch],
-    packages: Packages,
 ) -> Result<Utf8PathBuf> {
     let dir = context_dir(layout, release, image);
     let staging = fsutil::staging_dir(&dir)?;
@@ -89,16 +66,12 @@ pub fn prepare(
         .with_context(|| format!("cannot read {template_path}"))?;
     fsutil::write_atomic(
         &root.join("Dockerfile"),
-        render_dockerfile(&template, release, image, packages).as_bytes(),
+        render_dockerfile(&template, release, image).as_bytes(),
     )?;
     for &arch in arches {
-        stage_platform(
-            layout,
-            release,
-            image,
-            arch,
-            &root.join(format!("rootfs-{}", arch.name())),
-        )?;
+        let rootfs = root.join(format!("rootfs-{}", arch.name()));
+        stage_platform(layout, release, image, arch, &rootfs)?;
+        stage_host_tools(sh, layout, release, image, arch, &rootfs)?;
     }
     for path in fsutil::walk(&root)? {
         set_mtime(&path, release.source_date_epoch)?;
@@ -138,15 +111,45 @@ fn stage_platform(
             &rootfs.join(BIN_DIR).join(INSTALL_CNI),
         )?;
     }
-    if image == Image::KubeProxy {
-        // The package step links iptables and ip6tables to it; the path is the one the
-        // wrapper's own --install names.
+    Ok(())
+}
+
+/// The host tool programs the image's commands need, with their links, and the iptables
+/// wrapper linked as the commands it stands for.
+fn stage_host_tools(
+    sh: &Shell,
+    layout: &Layout,
+    release: &Release,
+    image: Image,
+    arch: Arch,
+    rootfs: &Utf8Path,
+) -> Result<()> {
+    for (tool, program) in hostcommands::tool_programs(image, release.version) {
+        let tree = hosttools::build_tool(sh, layout, tool, arch)?;
+        let to = rootfs.join(program.installed);
+        copy_executable(&tree.join(program.installed), &to)?;
+        let dir = to.parent().expect("has a directory");
+        for link in program.links {
+            symlink(program.file_name(), &dir.join(link))?;
+        }
+    }
+    if hostcommands::needs_iptables_wrapper(image, release.version) {
         copy_executable(
             &layout.dockerfiles().join(IPTABLES_WRAPPER),
-            &rootfs.join(WRAPPER_DIR).join(IPTABLES_WRAPPER),
+            &rootfs.join(IPTABLES_WRAPPER_PATH),
         )?;
+        let dir = rootfs.join(IPTABLES_WRAPPED_DIR);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {dir}"))?;
+        for command in IPTABLES_WRAPPED {
+            symlink(&format!("/{IPTABLES_WRAPPER_PATH}"), &dir.join(command))?;
+        }
     }
     Ok(())
+}
+
+fn symlink(target: &str, link: &Utf8Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, link)
+        .with_context(|| format!("cannot link {link} to {target}"))
 }
 
 fn copy_executable(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
@@ -173,28 +176,39 @@ mod tests {
     use kubelet_upstream::{Manifest, MANIFEST_FILE, MANIFEST_TEXT};
 
     #[test]
-    fn renders_entrypoint_cmd_and_packages_for_the_release() {
+    fn renders_entrypoint_and_cmd_and_runs_nothing() {
         let manifest = Manifest::parse(MANIFEST_TEXT, MANIFEST_FILE).unwrap();
         let release = manifest.release("v1.26.0".parse().unwrap()).unwrap();
-        let template = include_str!("../../../dockerfiles/kubelet.Dockerfile");
-        let text = render_dockerfile(template, release, Image::KubeletCni, Packages::Install);
+        for (template, image) in [
+            (
+                include_str!("../../../dockerfiles/kubelet.Dockerfile"),
+                Image::KubeletCni,
+            ),
+            (
+                include_str!("../../../dockerfiles/kube-proxy.Dockerfile"),
+                Image::KubeProxy,
+            ),
+        ] {
+            let text = render_dockerfile(template, release, image);
+            assert!(!text.contains('@'), "every placeholder is filled: {text}");
+            let steps: Vec<&str> = text
+                .lines()
+                .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+                .filter_map(|line| line.split_whitespace().next())
+                .collect();
+            assert_eq!(
+                steps,
+                ["ARG", "FROM", "ARG", "ARG", "COPY", "ENTRYPOINT", "CMD"],
+                "no step runs a program of the image's architecture"
+            );
+        }
+        let text = render_dockerfile(
+            include_str!("../../../dockerfiles/kubelet.Dockerfile"),
+            release,
+            Image::KubeletCni,
+        );
         assert!(text.contains("ENTRYPOINT [\"kubelet\"]"));
         assert!(text.contains("\"--container-runtime=remote\""));
         assert!(!text.contains("--network-plugin"));
-        assert!(text.contains("RUN apk add --no-cache "));
-        assert!(text.contains(" findmnt "));
-        assert!(!text.contains('@'), "every placeholder is filled");
-        let skipped = render_dockerfile(template, release, Image::KubeletCni, Packages::Skip);
-        assert!(!skipped.contains("RUN "));
-        let proxy = include_str!("../../../dockerfiles/kube-proxy.Dockerfile");
-        let text = render_dockerfile(proxy, release, Image::KubeProxy, Packages::Install);
-        assert!(
-            text.contains("iptables-legacy") && text.contains("iptables-wrapper --install"),
-            "{text}"
-        );
-        assert!(
-            text.find("COPY").unwrap() < text.find("RUN apk").unwrap(),
-            "the wrapper is in place before it is linked"
-        );
     }
 }

@@ -16,6 +16,7 @@ pub mod skopeo;
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
+use kubelet_upstream::hostcommands::{self, CommandSource};
 use kubelet_upstream::rules::{self, Image};
 use kubelet_upstream::{Arch, Release};
 use xshell::Shell;
@@ -23,12 +24,12 @@ use xshell::Shell;
 use crate::compile;
 use crate::context::Context as Cx;
 use crate::flags::{self, BuilderKind, ImageArgs};
+use crate::hosttools;
 use crate::layout::Layout;
 use crate::lock::CacheLock;
 use crate::runner;
 use buildah::Buildah;
 use buildx::Buildx;
-use context::Packages;
 use skopeo::SkopeoPublisher;
 
 /// The directory, below the cache, where builders write each image's OCI layout.
@@ -197,7 +198,6 @@ pub fn base_image(release: &Release, selection: &ImageSelection) -> String {
 pub struct ImageSelection {
     pub arches: Vec<Arch>,
     pub images: Vec<Image>,
-    pub packages: Packages,
     pub registry: Option<String>,
     pub base_image: Option<String>,
     pub builder: Option<BuilderKind>,
@@ -225,15 +225,9 @@ impl ImageSelection {
                 .filter(|image| chosen.contains(image))
                 .collect()
         };
-        let packages = if args.skip_packages {
-            Packages::Skip
-        } else {
-            Packages::Install
-        };
         Ok(ImageSelection {
             arches,
             images,
-            packages,
             registry: args.registry.clone(),
             base_image: args.base_image.clone(),
             builder: args.builder,
@@ -292,7 +286,6 @@ impl ImageOptions {
     pub fn new(sh: &Shell, selection: ImageSelection) -> Result<ImageOptions> {
         let builder = choose_builder(sh, selection.builder, selection.buildx_builder.as_deref())?;
         skopeo_present()?;
-        check_emulation(&selection.arches, selection.packages)?;
         Ok(ImageOptions { selection, builder })
     }
 
@@ -351,23 +344,12 @@ pub fn build_images(
     let mut published = Vec::new();
     for planned in images {
         let job = &planned.job;
-        context::prepare(
-            layout,
-            release,
-            planned.image,
-            &job.arches,
-            options.selection.packages,
-        )?;
+        context::prepare(sh, layout, release, planned.image, &job.arches)?;
         builder.build(sh, job)?;
         for &arch in &job.arches {
-            check_platform(
-                job,
-                planned.image,
-                release,
-                arch,
-                options.selection.packages,
-            )?;
+            check_platform(job, planned.image, release, arch)?;
         }
+        note_not_built(job, planned.image, release);
         let result = publisher.publish(sh, job)?;
         eprintln!("    published {} {}", result.reference, result.digest);
         published.push(result);
@@ -412,61 +394,57 @@ fn skopeo_present() -> Result<()> {
     Ok(())
 }
 
-/// Foreign-architecture `RUN` steps (the package step) need qemu registered with binfmt_misc.
-fn check_emulation(arches: &[Arch], packages: Packages) -> Result<()> {
-    if packages == Packages::Skip {
-        return Ok(());
+/// The host commands the image needs that no pinned source builds yet: said on every build, so
+/// an image is never taken for complete when it is not.
+fn note_not_built(job: &ImageJob, image: Image, release: &Release) {
+    let missing: Vec<String> = hostcommands::not_built(image, release.version)
+        .iter()
+        .map(|c| match c.source {
+            CommandSource::NotBuilt(reason) => format!("{} ({}: {reason})", c.command, c.why),
+            _ => c.command.to_owned(),
+        })
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("    note: {} lacks {}", job.reference(), missing.join("; "));
     }
-    let binfmt = std::path::Path::new("/proc/sys/fs/binfmt_misc");
-    for &arch in arches {
-        if Arch::host() == Some(arch) {
-            continue;
-        }
-        let name = arch.qemu_user().trim_end_matches("-static");
-        if !binfmt.join(name).exists() {
-            bail!(
-                "installing Alpine packages into the {arch} image runs {arch} programs, which needs {name} registered with binfmt_misc: run `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc` and register /usr/lib/binfmt.d/{name}.conf (or `docker run --privileged --rm tonistiigi/binfmt --install all`), or pass --skip-packages"
-            );
-        }
-    }
-    Ok(())
 }
 
-/// Every host command resolves inside the image, and the main program runs from it: checked on
-/// the platform's root filesystem unpacked from the very layout that is published.
-fn check_platform(
-    job: &ImageJob,
-    image: Image,
-    release: &Release,
-    arch: Arch,
-    packages: Packages,
-) -> Result<()> {
+/// Every host command resolves inside the image, every host tool and busybox applet it
+/// resolves to runs on the platform, and so does the main program: checked on the platform's
+/// root filesystem unpacked from the very layout that is published.
+fn check_platform(job: &ImageJob, image: Image, release: &Release, arch: Arch) -> Result<()> {
     let unpacked = tempfile::tempdir().context("cannot create a directory to unpack into")?;
     let root = Utf8Path::from_path(unpacked.path()).context("non-UTF-8 temp path")?;
     oci::unpack_platform(&job.built, arch, root)
         .with_context(|| format!("cannot unpack {} for {arch}", job.reference()))?;
-    let commands: Vec<&str> = rules::host_commands(image, release.version)
+    let commands = hostcommands::host_commands(image, release.version);
+    let carried: Vec<&str> = commands
         .iter()
+        .filter(|c| !matches!(c.source, CommandSource::NotBuilt(_)))
         .map(|c| c.command)
         .collect();
-    let unresolved = rootfs::unresolved_commands(root, arch, &commands);
+    let unresolved = rootfs::unresolved_commands(root, arch, &carried);
     if !unresolved.is_empty() {
         let list: Vec<String> = unresolved
             .iter()
             .map(|u| format!("{} ({})", u.command, u.why))
             .collect();
-        match packages {
-            Packages::Install => bail!(
-                "{} for {arch}: host commands do not resolve: {}",
-                job.reference(),
-                list.join("; ")
-            ),
-            Packages::Skip => eprintln!(
-                "    note: {} {arch} without packages lacks: {}",
-                job.reference(),
-                list.join(", ")
-            ),
-        }
+        bail!(
+            "{} for {arch}: host commands do not resolve: {}",
+            job.reference(),
+            list.join("; ")
+        );
+    }
+    for (tool, program) in hostcommands::tool_programs(image, release.version) {
+        hosttools::check_runs(&root.join(program.installed), tool, program, arch)
+            .with_context(|| format!("in {} for {arch}", job.reference()))?;
+    }
+    for command in commands
+        .iter()
+        .filter(|c| c.source == CommandSource::Busybox)
+    {
+        rootfs::check_busybox_applet(root, arch, command.command)
+            .with_context(|| format!("in {} for {arch}", job.reference()))?;
     }
     let program = image.main_program();
     let binary = root.join("usr/local/bin").join(program.name);

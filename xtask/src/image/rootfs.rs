@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use kubelet_upstream::Arch;
 
-use crate::elf;
+use crate::{elf, runner};
 
 /// The PATH of the images (Alpine's default), in lookup order.
 pub const IMAGE_PATH: [&str; 6] = [
@@ -20,6 +20,8 @@ pub const IMAGE_PATH: [&str; 6] = [
 /// Where musl's loader looks for shared libraries.
 const LIBRARY_DIRS: [&str; 3] = ["/lib", "/usr/lib", "/usr/local/lib"];
 const MAX_SYMLINK_HOPS: usize = 40;
+/// Alpine's multi-call shell and utilities, where the base's own commands point.
+const BUSYBOX: &str = "/bin/busybox";
 
 /// A command that does not resolve, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +125,21 @@ fn check_program(root: &Utf8Path, path: &Utf8Path, arch: Arch) -> Result<()> {
                 LIBRARY_DIRS.join(", ")
             );
         }
+    }
+    Ok(())
+}
+
+/// The base's busybox has the applet and runs it on the platform. Busybox decides the applet
+/// from its first argument as from its name, and `--help` is the one call every applet answers
+/// without touching the system.
+pub fn check_busybox_applet(root: &Utf8Path, arch: Arch, applet: &str) -> Result<()> {
+    let busybox = resolve(root, BUSYBOX).context("the base has no busybox")?;
+    let output = runner::run(&busybox, arch, &[applet, "--help"], &[])?;
+    if !output.text.contains(&format!("Usage: {applet}")) {
+        bail!(
+            "busybox for {arch} has no `{applet}` applet: {}",
+            output.text.trim()
+        );
     }
     Ok(())
 }

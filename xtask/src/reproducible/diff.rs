@@ -14,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::fsutil;
+use crate::hosttools;
 use crate::image::oci;
 use crate::layout::Layout;
 
@@ -87,6 +88,13 @@ pub fn compare(
             &mut report,
         )?;
     }
+    compare_trees(
+        &hosttools::installed_root(a),
+        &hosttools::installed_root(b),
+        "host-tools",
+        &scanner,
+        &mut report,
+    )?;
     compare_layouts(&a.oci_layout(), &b.oci_layout(), &scanner, &mut report)?;
     Ok(report)
 }

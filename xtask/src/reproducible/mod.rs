@@ -4,7 +4,7 @@
 //!
 //! The two builds share only the tool cache (toolchains, verified module downloads and zig's
 //! libc builds): none of it depends on what is built. Go's build cache, the sources, the
-//! binaries, the buildah store and the OCI layout are new for each build.
+//! binaries, the host tools, the buildah store and the OCI layout are new for each build.
 
 pub mod diff;
 
@@ -43,7 +43,11 @@ impl flags::VerifyReproducible {
         let root = cx.layout.reproducible(version);
         let builds: Vec<Layout> = BUILD_NAMES
             .iter()
-            .map(|name| cx.layout.with_cache(root.join(name)))
+            .map(|name| {
+                cx.layout
+                    .with_cache(root.join(name))
+                    .with_private_host_tools()
+            })
             .collect();
         if self.compare_only {
             if let Some(missing) = builds.iter().find(|b| !b.cache().exists()) {

@@ -6,6 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use kubelet_upstream::hostcommands;
+use kubelet_upstream::rules::Image;
+use kubelet_upstream::Arch;
 use serde_json::Value;
 
 use super::fixtures;
@@ -223,8 +226,69 @@ pub fn check_pushed_release(prefix: &str, cache: &Path) {
             let arch = entry["platform"]["architecture"].as_str().unwrap();
             check_runs(&rootfs, repository, arch, version);
             check_packing(cache, &rootfs, arch, files);
+            check_host_tools(&rootfs, repository, variant, arch);
         }
     }
+}
+
+/// The image carries exactly the host tool programs its release needs, each the packed program
+/// the tool build installed (by sha256), with its links, and the iptables wrapper linked as the
+/// commands it stands for; a kube-proxy image carries no volume tools.
+fn check_host_tools(rootfs: &Path, repository: &str, variant: &str, arch: &str) {
+    let name = match variant.trim_end_matches('-') {
+        "" => repository.to_owned(),
+        variant => format!("{repository}-{variant}"),
+    };
+    let image = Image::from_name(&name).unwrap();
+    let version = fixtures::KUBERNETES_TAG.parse().unwrap();
+    let arch = match arch {
+        "amd64" => Arch::Amd64,
+        "arm64" => Arch::Arm64,
+        _ => Arch::Armv7,
+    };
+    let programs = hostcommands::tool_programs(image, version);
+    assert!(!programs.is_empty(), "{name}: carries host tools");
+    for (tool, program) in programs {
+        let shipped = std::fs::read(rootfs.join(program.installed))
+            .unwrap_or_else(|e| panic!("{name} {arch}: /{}: {e}", program.installed));
+        let built = super::tool_cache()
+            .join("host-tools/out")
+            .join(format!("{}-{}", tool.name(), tool.version()))
+            .join(arch.name())
+            .join(program.installed);
+        assert_eq!(
+            shipped,
+            std::fs::read(&built).unwrap(),
+            "{name} {arch}: /{} is the built program",
+            program.installed
+        );
+        assert!(
+            memchr::memmem::find(&shipped, UPX_MAGIC).is_some(),
+            "{name} {arch}: /{} is packed",
+            program.installed
+        );
+        let dir = rootfs.join(program.installed).parent().unwrap().to_owned();
+        for link in program.links {
+            assert_eq!(
+                std::fs::read_link(dir.join(link)).unwrap().to_str(),
+                Some(program.file_name()),
+                "{name} {arch}: {link}"
+            );
+        }
+    }
+    let wrapped = rootfs.join("sbin/iptables");
+    assert_eq!(
+        std::fs::read_link(&wrapped).unwrap().to_str(),
+        Some("/usr/sbin/iptables-wrapper"),
+        "{name} {arch}: 1.26 images all run iptables through the wrapper"
+    );
+    assert!(rootfs.join("usr/sbin/iptables-wrapper").is_file());
+    let has_mount_tools = rootfs.join("usr/bin/mount").exists();
+    assert_eq!(
+        has_mount_tools,
+        image != Image::KubeProxy,
+        "{name}: util-linux only where kubelet runs"
+    );
 }
 
 fn check_config(repository: &str, variant: &str, config: &Value) {
