@@ -3,7 +3,7 @@
 //! busybox, or nothing yet. The images are complete when every command has a source; the build
 //! names the ones that do not.
 
-use crate::hosttools::{HostTool, ToolProgram, E2FSPROGS, IPTABLES, UTIL_LINUX};
+use crate::hosttools::{HostTool, ToolProgram, E2FSPROGS, IPTABLES, UTIL_LINUX, XFSPROGS};
 use crate::rules::Image;
 use crate::KubeVersion;
 
@@ -146,14 +146,10 @@ pub const KUBELET_COMMANDS: &[HostCommand] = &[
     always("resize2fs", Tool(&E2FSPROGS), "ext4 volume expansion"),
     always(
         "mkfs.xfs",
-        NotBuilt("xfsprogs needs liburcu and inih, which are not pinned yet"),
+        Tool(&XFSPROGS),
         "SafeFormatAndMount formats xfs volumes",
     ),
-    always(
-        "xfs_growfs",
-        NotBuilt("xfsprogs needs liburcu and inih, which are not pinned yet"),
-        "xfs volume expansion",
-    ),
+    always("xfs_growfs", Tool(&XFSPROGS), "xfs volume expansion"),
     until(
         "iptables",
         IptablesWrapper,

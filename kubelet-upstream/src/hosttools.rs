@@ -1,6 +1,6 @@
-//! The host tools the images carry (iptables, and in time util-linux, e2fsprogs, xfsprogs,
-//! ipset, nft, conntrack): pinned source tarballs, how each is configured for a static musl
-//! build, and which programs it yields. The xtask cross-compiles them like the Go binaries, so an
+//! The host tools the images carry (iptables, util-linux, e2fsprogs, xfsprogs; in time ipset,
+//! nft, conntrack): pinned source tarballs, the static libraries each links, how each is
+//! configured for a static musl build, and which programs it yields. The xtask cross-compiles them like the Go binaries, so an
 //! image build needs no package mirror and runs no foreign-architecture program.
 //!
 //! Each source is pinned by its sha256. The first URL is upstream's; the second is Debian's
@@ -30,6 +30,46 @@ pub struct HostTool {
     /// target.
     pub make: &'static [&'static [&'static str]],
     pub programs: &'static [ToolProgram],
+    /// Static libraries built first, in order, into a sysroot of the tool's own build.
+    pub libraries: &'static [HostLibrary],
+    /// Edits to the unpacked source before it is configured.
+    pub edits: &'static [SourceEdit],
+}
+
+/// A static library a tool links, from its own pinned tarball.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLibrary {
+    pub source: SourcePin,
+    pub build: LibraryBuild,
+}
+
+/// How a library is built and installed into the tool's sysroot (`usr/lib`, `usr/include`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LibraryBuild {
+    /// `./configure` (with `--prefix=/usr` and these arguments), one `make` per `make` entry,
+    /// then one `make DESTDIR=<sysroot>` per `install` entry.
+    Autotools {
+        configure: &'static [&'static str],
+        make: &'static [&'static [&'static str]],
+        install: &'static [&'static [&'static str]],
+    },
+    /// C files compiled and archived by hand, for a library whose own build system (meson)
+    /// would be a whole toolchain for one file.
+    Archive {
+        sources: &'static [&'static str],
+        archive: &'static str,
+        headers: &'static [&'static str],
+    },
+}
+
+/// A literal replacement in one file of a source tree, which must find its text: a pin that
+/// moved on without the fix is an error, not a silent no-op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceEdit {
+    pub file: &'static str,
+    pub find: &'static str,
+    pub replace: &'static str,
+    pub why: &'static str,
 }
 
 impl HostTool {
@@ -128,23 +168,28 @@ pub const IPTABLES: HostTool = HostTool {
         version_output: "iptables v1.8.11 (legacy)",
         version_exit: 0,
     }],
+    libraries: &[],
+    edits: &[],
+};
+
+/// util-linux: its programs for kubelet, its libuuid and libblkid for tools that link them.
+const UTIL_LINUX_SOURCE: SourcePin = SourcePin {
+    name: "util-linux",
+    version: "2.41.5",
+    file: "util-linux-2.41.5.tar.xz",
+    sha256: "f586e35d320ff537aab3ffeca37e9ecd482ccbe013590db4429a414d8aa6a728",
+    urls: &[
+        "https://www.kernel.org/pub/linux/utils/util-linux/v2.41/util-linux-2.41.5.tar.xz",
+        "http://deb.debian.org/debian/pool/main/u/util-linux/util-linux_2.41.5.orig.tar.xz",
+    ],
+    debian_orig: "the same sha256 as upstream's tarball in a third-party package index; not compared here first-hand",
 };
 
 /// util-linux's mount, umount, blkid and losetup, which kubelet's mount code runs (busybox's
 /// blkid does not print what it parses). Only these programs and the libraries they need are
 /// built, each linked statically (`*.static`).
 pub const UTIL_LINUX: HostTool = HostTool {
-    source: SourcePin {
-        name: "util-linux",
-        version: "2.41.5",
-        file: "util-linux-2.41.5.tar.xz",
-        sha256: "f586e35d320ff537aab3ffeca37e9ecd482ccbe013590db4429a414d8aa6a728",
-        urls: &[
-            "https://www.kernel.org/pub/linux/utils/util-linux/v2.41/util-linux-2.41.5.tar.xz",
-            "http://deb.debian.org/debian/pool/main/u/util-linux/util-linux_2.41.5.orig.tar.xz",
-        ],
-        debian_orig: "the same sha256 as upstream's tarball in a third-party package index; not compared here first-hand",
-    },
+    source: UTIL_LINUX_SOURCE,
     configure: &[
         "--disable-all-programs",
         "--enable-libblkid",
@@ -186,6 +231,8 @@ pub const UTIL_LINUX: HostTool = HostTool {
         util_linux_program("blkid.static", "usr/bin/blkid"),
         util_linux_program("losetup.static", "usr/bin/losetup"),
     ],
+    libraries: &[],
+    edits: &[],
 };
 
 const fn util_linux_program(built: &'static str, installed: &'static str) -> ToolProgram {
@@ -268,10 +315,170 @@ pub const E2FSPROGS: HostTool = HostTool {
             version_exit: 1,
         },
     ],
+    libraries: &[],
+    edits: &[],
+};
+
+/// util-linux's libuuid and libblkid, for tools that link them.
+const LIBUUID_AND_LIBBLKID: HostLibrary = HostLibrary {
+    source: UTIL_LINUX_SOURCE,
+    build: LibraryBuild::Autotools {
+        configure: &[
+            "--disable-all-programs",
+            "--enable-libuuid",
+            "--enable-libblkid",
+            "--disable-shared",
+            "--enable-static",
+            "--disable-nls",
+            "--disable-asciidoc",
+            "--disable-poman",
+            "--disable-bash-completion",
+            "--disable-makeinstall-chown",
+            "--disable-makeinstall-setuid",
+            "--without-python",
+            "--without-systemd",
+            "--without-udev",
+            "--without-ncursesw",
+            "--without-ncurses",
+            "--without-tinfo",
+            "--without-readline",
+            "--without-cap-ng",
+            "--without-libz",
+            "--without-libmagic",
+            "--without-user",
+            "--without-econf",
+            "--without-cryptsetup",
+            "--without-selinux",
+            "--without-audit",
+            "--without-smack",
+            "--without-btrfs",
+        ],
+        make: &[&["libuuid.la", "libblkid.la"]],
+        // blkid.h is generated, hence its `nodist_` install target.
+        install: &[&[
+            "install-usrlib_execLTLIBRARIES",
+            "install-uuidincHEADERS",
+            "install-nodist_blkidincHEADERS",
+        ]],
+    },
+};
+
+/// liburcu 0.13.2: the newest release whose tarball Debian's archive still serves (0.14 and
+/// 0.15 are gone from it); xfsprogs 6.13 needs 0.13 or newer.
+const LIBURCU: HostLibrary = HostLibrary {
+    source: SourcePin {
+        name: "liburcu",
+        version: "0.13.2",
+        file: "userspace-rcu-0.13.2.tar.bz2",
+        sha256: "1213fd9f1b0b74da7de2bb74335b76098db9738fec5d3cdc07c0c524f34fc032",
+        urls: &[
+            "https://lttng.org/files/urcu/userspace-rcu-0.13.2.tar.bz2",
+            "http://deb.debian.org/debian/pool/main/libu/liburcu/liburcu_0.13.2.orig.tar.bz2",
+        ],
+        debian_orig: "Debian's liburcu_0.13.2.orig.tar.bz2, by its sha256; not compared with lttng.org's here",
+    },
+    build: LibraryBuild::Autotools {
+        configure: &["--disable-shared", "--enable-static"],
+        make: &[&["-C", "include"], &["-C", "src"]],
+        install: &[&["-C", "include", "install"], &["-C", "src", "install"]],
+    },
+};
+
+/// inih r59, the .ini parser xfsprogs reads its config files with: one C file.
+const INIH: HostLibrary = HostLibrary {
+    source: SourcePin {
+        name: "inih",
+        version: "59",
+        file: "inih-r59.tar.gz",
+        sha256: "062279922805f5e9a369551a08d5ddb506140fe50774183ffdbb7c22bb97e3f4",
+        urls: &[
+            "https://github.com/benhoyt/inih/archive/refs/tags/r59.tar.gz",
+            "http://deb.debian.org/debian/pool/main/libi/libinih/libinih_59.orig.tar.gz",
+        ],
+        debian_orig: "Debian's libinih_59.orig.tar.gz, by its sha256; not compared with GitHub's archive here",
+    },
+    build: LibraryBuild::Archive {
+        sources: &["ini.c"],
+        archive: "libinih.a",
+        headers: &["ini.h"],
+    },
+};
+
+/// xfsprogs' mkfs.xfs and xfs_growfs, which kubelet runs to format and grow xfs volumes, with
+/// liburcu, inih, libuuid and libblkid (topology, and refusing to overwrite a file system)
+/// linked in.
+pub const XFSPROGS: HostTool = HostTool {
+    source: SourcePin {
+        name: "xfsprogs",
+        version: "6.13.0",
+        file: "xfsprogs-6.13.0.tar.xz",
+        sha256: "0459933f93d94c82bc2789e7bd63742273d9d74207cdae67dc3032038da08337",
+        urls: &[
+            "https://www.kernel.org/pub/linux/utils/fs/xfs/xfsprogs/xfsprogs-6.13.0.tar.xz",
+            "http://deb.debian.org/debian/pool/main/x/xfsprogs/xfsprogs_6.13.0.orig.tar.xz",
+        ],
+        debian_orig: "Debian's xfsprogs_6.13.0.orig.tar.xz, by its sha256; not compared with kernel.org's here",
+    },
+    configure: &[
+        "--prefix=/usr",
+        // Build-time generators run on the build host.
+        "BUILD_CC=gcc",
+        "CXX=no",
+        // zig cc drops its musl headers for `-MM` with several files; no dependency files.
+        "ac_cv_gcc_nodeps=no",
+        // Otherwise xfsprogs appends `-g -O2 -DDEBUG`.
+        "DEBUG=-DNDEBUG",
+        "OPTIMIZER=-Os",
+        "--enable-shared=no",
+        "--enable-gettext=no",
+        "--enable-editline=no",
+        "--enable-termcap=no",
+        "--enable-lib64=no",
+        "--enable-scrub=no",
+        "--enable-libicu=no",
+        "--enable-lto=no",
+        "--enable-ubsan=no",
+        "--enable-addrsan=no",
+        "--enable-threadsan=no",
+        "--with-systemd-unit-dir=no",
+        "--with-crond-dir=no",
+        "--with-udev-rule-dir=no",
+    ],
+    // `EXTRA_CXXFILES=` skips a C++ header test; mkfs re-enters libxfs, so both lines need it.
+    make: &[
+        &["headers"],
+        &["libfrog", "libxfs", "libxcmd", "EXTRA_CXXFILES="],
+        &["mkfs", "growfs", "EXTRA_CXXFILES="],
+    ],
+    programs: &[
+        ToolProgram {
+            built: "mkfs/mkfs.xfs",
+            installed: "usr/sbin/mkfs.xfs",
+            links: &[],
+            version_args: &["-V"],
+            version_output: "mkfs.xfs version 6.13.0",
+            version_exit: 0,
+        },
+        ToolProgram {
+            built: "growfs/xfs_growfs",
+            installed: "usr/sbin/xfs_growfs",
+            links: &[],
+            version_args: &["-V"],
+            version_output: "xfs_growfs version 6.13.0",
+            version_exit: 0,
+        },
+    ],
+    libraries: &[INIH, LIBURCU, LIBUUID_AND_LIBBLKID],
+    edits: &[SourceEdit {
+        file: "mkfs/proto.c",
+        find: "static long filesize(int fd);",
+        replace: "static off_t filesize(int fd);",
+        why: "the prototype disagrees with the definition, an error where off_t is 64 bits and long 32 (armv7)",
+    }],
 };
 
 /// Every pinned host tool, in build order.
-pub const HOST_TOOLS: &[HostTool] = &[IPTABLES, UTIL_LINUX, E2FSPROGS];
+pub const HOST_TOOLS: &[HostTool] = &[IPTABLES, UTIL_LINUX, E2FSPROGS, XFSPROGS];
 
 pub fn host_tool(name: &str) -> Option<&'static HostTool> {
     HOST_TOOLS.iter().find(|tool| tool.name() == name)
@@ -283,11 +490,26 @@ mod tests {
 
     #[test]
     fn every_source_is_pinned_by_a_full_sha256_and_an_upstream_url_first() {
-        let sources = HOST_TOOLS.iter().map(|t| t.source).chain([UPX]);
+        let libraries = HOST_TOOLS
+            .iter()
+            .flat_map(|t| t.libraries.iter().map(|l| l.source));
+        let sources = HOST_TOOLS
+            .iter()
+            .map(|t| t.source)
+            .chain(libraries)
+            .chain([UPX]);
         for source in sources {
             assert_eq!(source.sha256.len(), 64, "{}", source.name);
             assert!(source.sha256.bytes().all(|b| b.is_ascii_hexdigit()));
             assert!(source.file.contains(source.version), "{}", source.name);
+            assert!(
+                source
+                    .urls
+                    .iter()
+                    .all(|url| url.ends_with(&source.file[source.file.len() - 7..])),
+                "{}: every URL serves the same kind of tarball",
+                source.name
+            );
             assert!(!source.urls.is_empty());
             assert!(
                 !source.urls[0].contains("debian.org"),

@@ -7,7 +7,9 @@
 
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
-use kubelet_upstream::hosttools::{HostTool, SourcePin, ToolProgram, HOST_TOOLS};
+use kubelet_upstream::hosttools::{
+    HostLibrary, HostTool, LibraryBuild, SourceEdit, SourcePin, ToolProgram, HOST_TOOLS,
+};
 use kubelet_upstream::Arch;
 use xshell::{cmd, Shell};
 
@@ -96,13 +98,41 @@ pub fn build_tool(sh: &Shell, layout: &Layout, tool: &HostTool, arch: Arch) -> R
     zig::write_wrappers(layout, &zig, &[arch])?;
     let tools = zig::write_archiver_wrappers(layout, &zig)?;
     let upx = upx::provision(sh, layout)?;
-    let build = layout
-        .host_tools()
-        .join("build")
-        .join(format!("{}-{}", tool.name(), tool.version()))
-        .join(arch.name());
+    let builds =
+        layout
+            .host_tools()
+            .join("build")
+            .join(format!("{}-{}", tool.name(), tool.version()));
+    let build = builds.join(arch.name());
+    let env = BuildEnv {
+        cc: layout.zig_cc_wrapper(arch),
+        archivers: &tools,
+        arch,
+        sysroot: (!tool.libraries.is_empty())
+            .then(|| builds.join(format!("{}-sysroot", arch.name()))),
+    };
+    if let Some(sysroot) = &env.sysroot {
+        if sysroot.exists() {
+            fsutil::remove_dir_all_writable(sysroot)?;
+        }
+        for library in tool.libraries {
+            let dir = builds
+                .join(format!("{}-libraries", arch.name()))
+                .join(library.source.name);
+            let tarball = fetch_source(sh, layout, &library.source)?;
+            unpack_source(sh, &tarball, &dir)?;
+            build_library(sh, &env, library, &dir, sysroot, tool)?;
+        }
+    }
     unpack_source(sh, &tarball, &build)?;
-    configure_and_make(sh, layout, tool, arch, &build, &tools)?;
+    for edit in tool.edits {
+        apply_edit(&build, edit, tool)?;
+    }
+    let label = format!("{} {}", tool.name(), tool.version());
+    env.configure(sh, &build, tool.configure, &label)?;
+    for &targets in tool.make {
+        env.make(sh, &build, targets, &label)?;
+    }
     let staging = fsutil::staging_dir(&tree)?;
     let staged = Utf8Path::from_path(staging.path())
         .context("non-UTF-8 cache path")?
@@ -130,7 +160,7 @@ pub fn installed_tree(layout: &Layout, tool: &HostTool, arch: Arch) -> Utf8PathB
 }
 
 fn stamp(tool: &HostTool, arch: Arch) -> String {
-    format!(
+    let mut stamp = format!(
         "{STAMP_FORMAT} {} {} {} {} {} {} | {} | upx {} {}",
         tool.source.sha256,
         arch.musl_target(),
@@ -145,7 +175,17 @@ fn stamp(tool: &HostTool, arch: Arch) -> String {
             .join("; "),
         kubelet_upstream::hosttools::UPX.sha256,
         UPX_ARGS.join(" ")
-    )
+    );
+    for library in tool.libraries {
+        stamp.push_str(&format!(
+            " | library {} {:?}",
+            library.source.sha256, library.build
+        ));
+    }
+    for edit in tool.edits {
+        stamp.push_str(&format!(" | edit {edit:?}"));
+    }
+    stamp
 }
 
 /// `-jN` for make and cmake: every core of the build host.
@@ -207,40 +247,156 @@ pub fn fetch_source(sh: &Shell, layout: &Layout, source: &SourcePin) -> Result<U
     )
 }
 
-fn configure_and_make(
-    sh: &Shell,
-    layout: &Layout,
-    tool: &HostTool,
+/// What every configure, make and compile of one tool build for one architecture shares.
+struct BuildEnv<'a> {
+    cc: Utf8PathBuf,
+    archivers: &'a zig::Archivers,
     arch: Arch,
-    build: &Utf8Path,
-    archivers: &zig::Archivers,
-) -> Result<()> {
-    let _cwd = sh.push_dir(build);
-    let cc = layout.zig_cc_wrapper(arch);
-    let host = format!("--host={}", arch.musl_target());
-    let build_triple = format!("--build={BUILD_TRIPLE}");
-    // Paths of the build tree must not reach the binaries (assertion messages, say).
-    let cflags = format!("{CFLAGS} -ffile-prefix-map={build}=.");
-    let args = tool.configure;
-    let configure = cmd!(sh, "./configure {host} {build_triple} {args...}")
-        .env("CC", cc.as_str())
-        .env("AR", archivers.ar.as_str())
-        .env("RANLIB", archivers.ranlib.as_str())
-        .env("CFLAGS", &cflags)
-        .env("LDFLAGS", LDFLAGS)
-        .env("PKG_CONFIG", "false");
-    run_logged(configure, build, "configure", tool, arch)?;
-    let jobs = make_jobs();
-    for &targets in tool.make {
+    /// Where the tool's libraries are installed, for tools that link any.
+    sysroot: Option<Utf8PathBuf>,
+}
+
+impl BuildEnv<'_> {
+    /// Paths of the build tree and the sysroot must not reach the binaries (assertion
+    /// messages, say).
+    fn cflags(&self, dir: &Utf8Path) -> String {
+        let mut flags = format!("{CFLAGS} -ffile-prefix-map={dir}=.");
+        if let Some(sysroot) = &self.sysroot {
+            flags.push_str(&format!(
+                " -I{sysroot}/usr/include -ffile-prefix-map={sysroot}=/"
+            ));
+        }
+        flags
+    }
+
+    fn ldflags(&self) -> String {
+        match &self.sysroot {
+            Some(sysroot) => format!("{LDFLAGS} -L{sysroot}/usr/lib"),
+            None => LDFLAGS.to_owned(),
+        }
+    }
+
+    fn configure(&self, sh: &Shell, dir: &Utf8Path, args: &[&str], label: &str) -> Result<()> {
+        let _cwd = sh.push_dir(dir);
+        let host = format!("--host={}", self.arch.musl_target());
+        let build_triple = format!("--build={BUILD_TRIPLE}");
+        let configure = cmd!(sh, "./configure {host} {build_triple} {args...}")
+            .env("CC", self.cc.as_str())
+            .env("AR", self.archivers.ar.as_str())
+            .env("RANLIB", self.archivers.ranlib.as_str())
+            .env("CFLAGS", self.cflags(dir))
+            .env("LDFLAGS", self.ldflags())
+            .env("PKG_CONFIG", "false");
+        run_logged(configure, dir, "configure", label, self.arch)
+    }
+
+    fn make(&self, sh: &Shell, dir: &Utf8Path, targets: &[&str], label: &str) -> Result<()> {
+        let _cwd = sh.push_dir(dir);
+        let jobs = make_jobs();
         run_logged(
             cmd!(sh, "make {jobs} {targets...}"),
-            build,
+            dir,
             "make",
-            tool,
-            arch,
-        )?;
+            label,
+            self.arch,
+        )
+    }
+}
+
+/// Builds one library in `dir` and installs it into the sysroot.
+fn build_library(
+    sh: &Shell,
+    env: &BuildEnv<'_>,
+    library: &HostLibrary,
+    dir: &Utf8Path,
+    sysroot: &Utf8Path,
+    tool: &HostTool,
+) -> Result<()> {
+    let label = format!(
+        "{} {} (for {})",
+        library.source.name,
+        library.source.version,
+        tool.name()
+    );
+    let lib_dir = sysroot.join("usr/lib");
+    let include_dir = sysroot.join("usr/include");
+    for created in [&lib_dir, &include_dir] {
+        std::fs::create_dir_all(created).with_context(|| format!("cannot create {created}"))?;
+    }
+    match library.build {
+        LibraryBuild::Autotools {
+            configure,
+            make,
+            install,
+        } => {
+            let mut args = vec!["--prefix=/usr"];
+            args.extend_from_slice(configure);
+            env.configure(sh, dir, &args, &label)?;
+            for &targets in make {
+                env.make(sh, dir, targets, &label)?;
+            }
+            let destdir = format!("DESTDIR={sysroot}");
+            for &targets in install {
+                let mut args = vec![destdir.as_str()];
+                args.extend_from_slice(targets);
+                env.make(sh, dir, &args, &label)?;
+            }
+            // libtool's archives name the build's paths; the linker needs only the `.a`.
+            for entry in fsutil::walk(&lib_dir)? {
+                if entry.extension() == Some("la") {
+                    std::fs::remove_file(&entry)?;
+                }
+            }
+        }
+        LibraryBuild::Archive {
+            sources,
+            archive,
+            headers,
+        } => {
+            let _cwd = sh.push_dir(dir);
+            let cc = &env.cc;
+            let cflags_text = env.cflags(dir);
+            let mut objects = Vec::new();
+            for source in sources {
+                let object = format!("{}.o", source.trim_end_matches(".c"));
+                let cflags = cflags_text.split_whitespace();
+                let compile = cmd!(sh, "{cc} {cflags...} -c {source} -o {object}");
+                run_logged(compile, dir, "compile", &label, env.arch)?;
+                objects.push(object);
+            }
+            let ar = &env.archivers.ar;
+            let archive_path = lib_dir.join(archive);
+            run_logged(
+                cmd!(sh, "{ar} rcs {archive_path} {objects...}"),
+                dir,
+                "archive",
+                &label,
+                env.arch,
+            )?;
+            for header in headers {
+                std::fs::copy(dir.join(header), include_dir.join(header))
+                    .with_context(|| format!("cannot install {header} of {label}"))?;
+            }
+        }
     }
     Ok(())
+}
+
+/// Applies one edit to the unpacked source; an edit that finds nothing is an error.
+fn apply_edit(build: &Utf8Path, edit: &SourceEdit, tool: &HostTool) -> Result<()> {
+    let path = build.join(edit.file);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    if !text.contains(edit.find) {
+        bail!(
+            "{} {}: {} no longer contains `{}`; update the edit in kubelet-upstream/src/hosttools.rs ({})",
+            tool.name(),
+            tool.version(),
+            edit.file,
+            edit.find,
+            edit.why
+        );
+    }
+    fsutil::write_atomic(&path, text.replacen(edit.find, edit.replace, 1).as_bytes())
 }
 
 /// Runs a build step with its output in a log beside the build; a failure shows the log's end.
@@ -248,14 +404,14 @@ fn run_logged(
     command: xshell::Cmd<'_>,
     build: &Utf8Path,
     step: &str,
-    tool: &HostTool,
+    label: &str,
     arch: Arch,
 ) -> Result<()> {
     let output = command
         .quiet()
         .ignore_status()
         .output()
-        .with_context(|| format!("cannot run {step} for {}", tool.name()))?;
+        .with_context(|| format!("cannot run {step} for {label}"))?;
     let mut text = output.stdout;
     text.extend_from_slice(&output.stderr);
     let log = build.join(format!("xtask-{step}.log"));
@@ -264,9 +420,7 @@ fn run_logged(
         let text = String::from_utf8_lossy(&text);
         let lines: Vec<&str> = text.lines().collect();
         bail!(
-            "{step} of {} {} for {} failed; last lines:\n{}\nfull log: {log}",
-            tool.name(),
-            tool.version(),
+            "{step} of {label} for {} failed; last lines:\n{}\nfull log: {log}",
             arch.platform(),
             lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
         );

@@ -1,8 +1,8 @@
 //! The host tools, cross-compiled from their pinned tarballs for every architecture: each
 //! program is static, of its architecture, and prints its version there (under qemu-user for
 //! arm). The amd64 builds then do their job on this host: iptables programs a rule in a network
-//! namespace of its own, and blkid, mkfs.ext4, fsck.ext4 and resize2fs take a volume through
-//! what kubelet's mount code does with it.
+//! namespace of its own, blkid, mkfs.ext4, fsck.ext4 and resize2fs take a volume through what
+//! kubelet's mount code does with it, and mkfs.xfs formats one that blkid then finds.
 //! Every program ships packed with upx, and a second run builds nothing.
 
 mod support;
@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use camino::Utf8Path;
-use kubelet_upstream::hosttools::{HostTool, E2FSPROGS, HOST_TOOLS, IPTABLES, UTIL_LINUX};
+use kubelet_upstream::hosttools::{
+    HostTool, E2FSPROGS, HOST_TOOLS, IPTABLES, UTIL_LINUX, XFSPROGS,
+};
 use kubelet_upstream::Arch;
 
 /// upx writes this in the header of every file it packs.
@@ -115,6 +117,7 @@ fn host_tools_build_static_for_every_arch_and_work() {
         IPTABLES.programs[0].installed,
     ));
     check_ext4_volume(work.path());
+    check_xfs_volume(work.path());
 
     let second = tools(&cache);
     let log = String::from_utf8_lossy(&second.stderr);
@@ -202,4 +205,21 @@ fn check_ext4_volume(dir: &Path) {
     file.set_len(16 << 20).unwrap();
     let grown = run(&tool(&E2FSPROGS, "usr/sbin/resize2fs"), &[image]);
     assert!(grown.contains("is now"), "{grown}");
+}
+
+/// SafeFormatAndMount's path for an xfs volume, with the amd64 builds: mkfs.xfs formats a blank
+/// file (it needs 300 MiB at least) and blkid then reports xfs.
+fn check_xfs_volume(dir: &Path) {
+    let image = dir.join("xfs.img");
+    let file = std::fs::File::create(&image).unwrap();
+    file.set_len(300 << 20).unwrap();
+    let image = image.to_str().unwrap();
+    let mkfs = installed(&XFSPROGS, Arch::Amd64, "usr/sbin/mkfs.xfs");
+    run(mkfs.to_str().unwrap(), &["-q", image]);
+    let blkid = installed(&UTIL_LINUX, Arch::Amd64, "usr/bin/blkid");
+    let text = run(
+        blkid.to_str().unwrap(),
+        &["-p", "-s", "TYPE", "-o", "export", image],
+    );
+    assert!(text.contains("TYPE=xfs"), "{text}");
 }
