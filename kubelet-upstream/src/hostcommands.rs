@@ -84,11 +84,8 @@ const fn until(
     why: &'static str,
 ) -> HostCommand {
     HostCommand {
-        command,
-        source,
-        since: None,
         until: Some(until),
-        why,
+        ..always(command, source, why)
     }
 }
 
@@ -99,11 +96,8 @@ const fn since(
     why: &'static str,
 ) -> HostCommand {
     HostCommand {
-        command,
-        source,
         since: Some(since),
-        until: None,
-        why,
+        ..always(command, source, why)
     }
 }
 

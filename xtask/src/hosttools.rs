@@ -455,7 +455,14 @@ fn pack_program(
     arch: Arch,
 ) -> Result<()> {
     let path = tree.join(program.installed);
-    let packed = fsutil::partial_path(&path, "upx");
+    // The packed copy keeps the program's name: some print it in their version line.
+    let scratch = tempfile::Builder::new()
+        .prefix(".upx-")
+        .tempdir_in(path.parent().context("an installed path has a directory")?)
+        .context("cannot create a directory for upx's output")?;
+    let packed = Utf8Path::from_path(scratch.path())
+        .context("non-UTF-8 cache path")?
+        .join(program.file_name());
     let upx_path = &upx.path;
     let upx_args = UPX_ARGS;
     let result = cmd!(sh, "{upx_path} {upx_args...} -o {packed} {path}")
@@ -471,7 +478,6 @@ fn pack_program(
         Ok(()) => std::fs::rename(&packed, &path)
             .with_context(|| format!("cannot move the packed {path} into place")),
         Err(error) => {
-            std::fs::remove_file(&packed).ok();
             eprintln!(
                 "    note: {} for {} ships unpacked: {error:#}",
                 program.installed,
