@@ -1,8 +1,6 @@
 //! The build context of one image: the rendered Dockerfile and, per platform, a root filesystem
 //! overlay with the prebuilt binaries, all with fixed timestamps.
 
-use std::time::{Duration, SystemTime};
-
 use anyhow::{Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use kubelet_upstream::hostcommands::{
@@ -160,13 +158,11 @@ fn copy_executable(from: &Utf8Path, to: &Utf8Path) -> Result<()> {
     Ok(())
 }
 
+/// Sets the time of the entry itself: a symlink's own, never its target's, which may lie
+/// outside the context (the wrapper links are absolute).
 fn set_mtime(path: &Utf8Path, epoch: i64) -> Result<()> {
-    let time = SystemTime::UNIX_EPOCH + Duration::from_secs(epoch.max(0) as u64);
-    let file = std::fs::File::options()
-        .read(true)
-        .open(path)
-        .with_context(|| format!("cannot open {path}"))?;
-    file.set_modified(time)
+    let time = filetime::FileTime::from_unix_time(epoch.max(0), 0);
+    filetime::set_symlink_file_times(path, time, time)
         .with_context(|| format!("cannot set the time of {path}"))
 }
 
