@@ -37,6 +37,20 @@ const TOOLS: &[Tool] = &[
         required: false,
     },
     Tool {
+        command: "make",
+        version_args: &["--version"],
+        used_for: "building the host tools from their pinned tarballs",
+        install: "`apt-get install make`",
+        required: false,
+    },
+    Tool {
+        command: "gcc",
+        version_args: &["--version"],
+        used_for: "xfsprogs' build-time generators, which run on the build host",
+        install: "`apt-get install gcc`",
+        required: false,
+    },
+    Tool {
         command: "curl",
         version_args: &["--version"],
         used_for: "downloading the pinned source tarballs of upx and the host tools",

@@ -134,7 +134,18 @@ fn check_program(root: &Utf8Path, path: &Utf8Path, arch: Arch) -> Result<()> {
 /// without touching the system.
 pub fn check_busybox_applet(root: &Utf8Path, arch: Arch, applet: &str) -> Result<()> {
     let busybox = resolve(root, BUSYBOX).context("the base has no busybox")?;
-    let output = runner::run(&busybox, arch, &[applet, "--help"], &[])?;
+    let head = std::fs::read(&busybox).with_context(|| format!("cannot read {busybox}"))?;
+    let info = elf::parse(&head).with_context(|| format!("{busybox} is not an ELF program"))?;
+    // Alpine's busybox is linked against musl: the image's own loader runs it, since the build
+    // host has none at that path.
+    let output = match &info.interpreter {
+        Some(loader) => {
+            let loader = resolve(root, loader)
+                .with_context(|| format!("busybox's loader {loader} is missing"))?;
+            runner::run(&loader, arch, &[busybox.as_str(), applet, "--help"], &[])?
+        }
+        None => runner::run(&busybox, arch, &[applet, "--help"], &[])?,
+    };
     if !output.text.contains(&format!("Usage: {applet}")) {
         bail!(
             "busybox for {arch} has no `{applet}` applet: {}",
@@ -178,6 +189,30 @@ mod tests {
     fn normalizes_without_escaping_the_root() {
         assert_eq!(normalize("/usr/bin/../../../etc/x"), "/etc/x");
         assert_eq!(normalize("/a/./b//c"), "/a/b/c");
+    }
+
+    /// Alpine's real busybox, from the fixture minirootfs beside the clone, run through the
+    /// image's own musl loader.
+    #[test]
+    fn busybox_applets_run_through_the_images_loader() {
+        let tarball = Utf8Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../../shared/fixtures/alpine-minirootfs-3.20.3/alpine-minirootfs-3.20.3-x86_64.tar.gz",
+        );
+        let temp = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(temp.path()).unwrap();
+        let file = std::fs::File::open(&tarball)
+            .unwrap_or_else(|e| panic!("{tarball} (../shared beside the clone): {e}"));
+        tar::Archive::new(flate2::read::GzDecoder::new(file))
+            .unpack(root)
+            .unwrap();
+        for applet in ["nsenter", "ip", "modprobe"] {
+            check_busybox_applet(root, Arch::Amd64, applet).unwrap();
+        }
+        let missing = check_busybox_applet(root, Arch::Amd64, "conntrack").unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("no `conntrack` applet"),
+            "{missing:#}"
+        );
     }
 
     #[test]
