@@ -397,11 +397,11 @@ fn skopeo_present() -> Result<()> {
 /// The host commands the image needs that no pinned source builds yet: said on every build, so
 /// an image is never taken for complete when it is not.
 fn note_not_built(job: &ImageJob, image: Image, release: &Release) {
-    let missing: Vec<String> = hostcommands::not_built(image, release.version)
+    let missing: Vec<String> = hostcommands::host_commands(image, release.version)
         .iter()
-        .map(|c| match c.source {
-            CommandSource::NotBuilt(reason) => format!("{} ({}: {reason})", c.command, c.why),
-            _ => c.command.to_owned(),
+        .filter_map(|c| {
+            let reason = c.not_built_reason()?;
+            Some(format!("{} ({}: {reason})", c.command, c.why))
         })
         .collect();
     if !missing.is_empty() {
@@ -420,7 +420,7 @@ fn check_platform(job: &ImageJob, image: Image, release: &Release, arch: Arch) -
     let commands = hostcommands::host_commands(image, release.version);
     let carried: Vec<&str> = commands
         .iter()
-        .filter(|c| !matches!(c.source, CommandSource::NotBuilt(_)))
+        .filter(|c| c.not_built_reason().is_none())
         .map(|c| c.command)
         .collect();
     let unresolved = rootfs::unresolved_commands(root, arch, &carried);
