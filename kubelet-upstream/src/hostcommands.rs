@@ -23,7 +23,7 @@ pub const IPTABLES_WRAPPED_DIR: &str = "sbin";
 
 /// Why the netfilter commands that need libmnl are not built: the one gap in the images.
 pub const NEEDS_LIBMNL: &str =
-    "needs libmnl (and libnftnl or libnetfilter_conntrack), which are not pinned yet";
+    "needs libmnl with libnftnl, or libnfnetlink and libnetfilter_conntrack, which are not pinned yet";
 
 /// Where an image gets a host command from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,9 +118,9 @@ const KUBE_PROXY_CONNTRACK_UNTIL: (u32, u32) = (1, 32);
 /// kube-proxy's nftables mode, which runs nft, arrived in 1.29.
 const KUBE_PROXY_NFT_SINCE: (u32, u32) = (1, 29);
 
-/// What kubelet runs itself: mount-utils (util-linux's mount, umount, blkid and losetup, since
-/// busybox's blkid does not print what it parses), SafeFormatAndMount and volume expansion
-/// (e2fsprogs, xfsprogs), and until 1.28 its own iptables chains. findmnt and nsenter served only
+/// What kubelet runs itself: mount-utils (util-linux's mount, umount, blkid, losetup and fsck,
+/// since busybox's blkid does not print what it parses and its fsck cannot tell a volume's type),
+/// SafeFormatAndMount and volume expansion (e2fsprogs, xfsprogs), and until 1.28 its own iptables chains. findmnt and nsenter served only
 /// `--containerized`, which 1.16 removed.
 pub const KUBELET_COMMANDS: &[HostCommand] = &[
     always("mount", Tool(&UTIL_LINUX), "mount-utils mounts volumes"),
@@ -141,11 +141,17 @@ pub const KUBELET_COMMANDS: &[HostCommand] = &[
         "SafeFormatAndMount formats new volumes",
     ),
     always(
-        "fsck.ext4",
-        Tool(&E2FSPROGS),
-        "SafeFormatAndMount checks volumes",
+        "fsck",
+        Tool(&UTIL_LINUX),
+        "SafeFormatAndMount checks ext volumes before mounting them (`fsck -a`)",
     ),
+    always("fsck.ext4", Tool(&E2FSPROGS), "what fsck runs for ext4"),
     always("resize2fs", Tool(&E2FSPROGS), "ext4 volume expansion"),
+    always(
+        "xfs_repair",
+        Tool(&XFSPROGS),
+        "SafeFormatAndMount checks xfs volumes before mounting them",
+    ),
     always(
         "mkfs.xfs",
         Tool(&XFSPROGS),
@@ -371,7 +377,7 @@ mod tests {
                         panic!("{} is not a program of {}", row.command, tool.name())
                     });
                     assert_eq!(found.name(), tool.name());
-                    assert!(program.provides(row.command));
+                    assert!(tool.programs.contains(program));
                 }
             }
         }

@@ -185,12 +185,18 @@ const UTIL_LINUX_SOURCE: SourcePin = SourcePin {
     debian_orig: "the same sha256 as upstream's tarball in a third-party package index; not compared here first-hand",
 };
 
-/// util-linux's mount, umount, blkid and losetup, which kubelet's mount code runs (busybox's
-/// blkid does not print what it parses). Only these programs and the libraries they need are
-/// built, each linked statically (`*.static`).
+/// util-linux's mount, umount, blkid, losetup and fsck, which kubelet's mount code runs
+/// (busybox's blkid does not print what it parses, and its fsck cannot tell a volume's type, so
+/// it would check nothing). Only these programs and the libraries they need are built, each
+/// linked statically (`*.static`, and fsck with the static libraries and `-static`).
 pub const UTIL_LINUX: HostTool = HostTool {
     source: UTIL_LINUX_SOURCE,
     configure: &[
+        // Where the programs look for their state and configuration on the node.
+        "--prefix=/usr",
+        "--sysconfdir=/etc",
+        "--localstatedir=/var",
+        "--runstatedir=/run",
         "--disable-all-programs",
         "--enable-libblkid",
         "--enable-libmount",
@@ -198,6 +204,7 @@ pub const UTIL_LINUX: HostTool = HostTool {
         "--enable-mount",
         "--enable-blkid",
         "--enable-losetup",
+        "--enable-fsck",
         "--enable-static-programs=mount,umount,blkid,losetup",
         "--disable-shared",
         "--enable-static",
@@ -224,12 +231,14 @@ pub const UTIL_LINUX: HostTool = HostTool {
         "umount.static",
         "blkid.static",
         "losetup.static",
+        "fsck",
     ]],
     programs: &[
         util_linux_program("mount.static", "usr/bin/mount"),
         util_linux_program("umount.static", "usr/bin/umount"),
         util_linux_program("blkid.static", "usr/bin/blkid"),
         util_linux_program("losetup.static", "usr/bin/losetup"),
+        util_linux_program("fsck", "usr/sbin/fsck"),
     ],
     libraries: &[],
     edits: &[],
@@ -404,7 +413,8 @@ const INIH: HostLibrary = HostLibrary {
     },
 };
 
-/// xfsprogs' mkfs.xfs and xfs_growfs, which kubelet runs to format and grow xfs volumes, with
+/// xfsprogs' mkfs.xfs, xfs_repair and xfs_growfs, which kubelet runs to format, check and grow
+/// xfs volumes, with
 /// liburcu, inih, libuuid and libblkid (topology, and refusing to overwrite a file system)
 /// linked in.
 pub const XFSPROGS: HostTool = HostTool {
@@ -447,8 +457,8 @@ pub const XFSPROGS: HostTool = HostTool {
     // `EXTRA_CXXFILES=` skips a C++ header test; mkfs re-enters libxfs, so both lines need it.
     make: &[
         &["headers"],
-        &["libfrog", "libxfs", "libxcmd", "EXTRA_CXXFILES="],
-        &["mkfs", "growfs", "EXTRA_CXXFILES="],
+        &["libfrog", "libxfs", "libxcmd", "libxlog", "EXTRA_CXXFILES="],
+        &["mkfs", "repair", "growfs", "EXTRA_CXXFILES="],
     ],
     programs: &[
         ToolProgram {
@@ -457,6 +467,14 @@ pub const XFSPROGS: HostTool = HostTool {
             links: &[],
             version_args: &["-V"],
             version_output: "mkfs.xfs version 6.13.0",
+            version_exit: 0,
+        },
+        ToolProgram {
+            built: "repair/xfs_repair",
+            installed: "usr/sbin/xfs_repair",
+            links: &[],
+            version_args: &["-V"],
+            version_output: "xfs_repair version 6.13.0",
             version_exit: 0,
         },
         ToolProgram {

@@ -51,6 +51,20 @@ const TOOLS: &[Tool] = &[
         required: false,
     },
     Tool {
+        command: "xz",
+        version_args: &["--version"],
+        used_for: "unpacking the .tar.xz tarballs of upx and the host tools",
+        install: "`apt-get install xz-utils`",
+        required: false,
+    },
+    Tool {
+        command: "bzip2",
+        version_args: &["--help"],
+        used_for: "unpacking liburcu's .tar.bz2 for xfsprogs",
+        install: "`apt-get install bzip2`",
+        required: false,
+    },
+    Tool {
         command: "curl",
         version_args: &["--version"],
         used_for: "downloading the pinned source tarballs of upx and the host tools",

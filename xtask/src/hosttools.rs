@@ -41,6 +41,7 @@ impl flags::Tools {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let cx = Cx::load()?;
         let tools = selected(&self.tools)?;
+        preflight(&cx.layout, &tools, &self.arches.selected())?;
         for arch in self.arches.selected() {
             for tool in &tools {
                 let tree = build_tool(sh, &cx.layout, tool, arch)?;
@@ -82,21 +83,15 @@ fn selected(names: &[String]) -> Result<Vec<&'static HostTool>> {
 /// that cache's lock.
 pub fn build_tool(sh: &Shell, layout: &Layout, tool: &HostTool, arch: Arch) -> Result<Utf8PathBuf> {
     let tree = installed_tree(layout, tool, arch);
-    let recipe = recipe_stamp(tool, arch);
-    let stamp = format!(
-        "{recipe} | upx {} {}",
-        UPX.sha256,
-        HOST_TOOL_UPX_ARGS.join(" ")
-    );
-    let stamp_path = tree.join(STAMP_FILE);
-    let fresh = || std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str());
-    if fresh() {
+    if is_fresh(layout, tool, arch) {
         return Ok(tree);
     }
     let _lock = CacheLock::host_tools(layout)?;
-    if fresh() {
+    if is_fresh(layout, tool, arch) {
         return Ok(tree);
     }
+    let recipe = recipe_stamp(tool, arch);
+    let stamp = install_stamp(tool, arch);
     let builds =
         layout
             .host_tools()
@@ -174,6 +169,50 @@ fn compile(
     Ok(())
 }
 
+/// The build host's programs that compiling host tools needs.
+const BUILD_PROGRAMS: [(&str, &str); 5] = [
+    ("make", "make"),
+    ("gcc", "gcc"),
+    ("tar", "tar"),
+    ("xz", "xz-utils"),
+    ("bzip2", "bzip2"),
+];
+
+/// Before a run spends its time elsewhere: when any of `tools` must still be built for `arches`,
+/// the programs that takes are present (curl only when a tarball is not downloaded yet).
+pub fn preflight(layout: &Layout, tools: &[&HostTool], arches: &[Arch]) -> Result<()> {
+    let stale: Vec<&HostTool> = tools
+        .iter()
+        .copied()
+        .filter(|tool| arches.iter().any(|&arch| !is_fresh(layout, tool, arch)))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut needed: Vec<(&str, &str)> = BUILD_PROGRAMS.to_vec();
+    let downloaded = |source: &SourcePin| sources_dir(layout).join(source.file).exists();
+    let all_downloaded = stale.iter().all(|tool| {
+        downloaded(&tool.source) && tool.libraries.iter().all(|l| downloaded(&l.source))
+    });
+    if !all_downloaded {
+        needed.push(("curl", "curl"));
+    }
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(program, _)| which::which(program).is_err())
+        .map(|(_, package)| *package)
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<&str> = stale.iter().map(|t| t.name()).collect();
+        bail!(
+            "building the host tools ({}) needs programs this machine lacks: `apt-get install {}`",
+            names.join(", "),
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
 /// Where every tool's programs are installed, one tree per tool and architecture.
 pub fn installed_root(layout: &Layout) -> Utf8PathBuf {
     layout.host_tools().join("out")
@@ -184,6 +223,27 @@ pub fn installed_tree(layout: &Layout, tool: &HostTool, arch: Arch) -> Utf8PathB
     installed_root(layout)
         .join(format!("{}-{}", tool.name(), tool.version()))
         .join(arch.name())
+}
+
+/// What the installed tree depends on: the compiled programs, which programs are installed and
+/// how they are checked, and the packer.
+fn install_stamp(tool: &HostTool, arch: Arch) -> String {
+    let packer = std::env::var(upx::UPX_ENV)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| format!("upx {}", UPX.sha256));
+    format!(
+        "{} | programs {:?} | {packer} {}",
+        recipe_stamp(tool, arch),
+        tool.programs,
+        HOST_TOOL_UPX_ARGS.join(" ")
+    )
+}
+
+/// Whether the installed tree of a tool for an architecture is up to date.
+fn is_fresh(layout: &Layout, tool: &HostTool, arch: Arch) -> bool {
+    let stamp_path = installed_tree(layout, tool, arch).join(STAMP_FILE);
+    std::fs::read_to_string(stamp_path).ok() == Some(install_stamp(tool, arch))
 }
 
 /// What the compiled programs depend on: the pins, the recipe and the compiler.
@@ -226,19 +286,38 @@ pub fn unpack_source(sh: &Shell, tarball: &Utf8Path, dir: &Utf8Path) -> Result<(
         fsutil::remove_dir_all_writable(dir)?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+    let unpacker = decompressor(tarball.as_str());
     cmd!(sh, "tar -xf {tarball} -C {dir} --strip-components=1")
         .quiet()
         .run()
-        .with_context(|| format!("cannot unpack {tarball}; is tar with xz support installed?"))
+        .with_context(|| format!("cannot unpack {tarball}; are tar and {unpacker} installed?"))
+}
+
+/// The program tar runs to decompress a tarball of this name.
+fn decompressor(file: &str) -> &'static str {
+    match file.rsplit('.').next() {
+        Some("xz") => "xz",
+        Some("bz2") => "bzip2",
+        _ => "gzip",
+    }
+}
+
+/// Where the pinned tarballs are kept, in the tool cache.
+pub fn sources_dir(layout: &Layout) -> Utf8PathBuf {
+    layout.tools().join("host-tool-sources")
 }
 
 /// The pinned tarball, from the first URL that serves it with the pinned sha256.
 pub fn fetch_source(sh: &Shell, layout: &Layout, source: &SourcePin) -> Result<Utf8PathBuf> {
-    let path = layout.tools().join("host-tool-sources").join(source.file);
+    let path = sources_dir(layout).join(source.file);
     if path.exists() && fsutil::sha256_file(&path)? == source.sha256 {
         return Ok(path);
     }
-    std::fs::create_dir_all(path.parent().expect("has a directory"))?;
+    // Downloads are shared by every build cache, whichever host-tools lock its caller holds.
+    let _lock = CacheLock::sources(layout)?;
+    if path.exists() && fsutil::sha256_file(&path)? == source.sha256 {
+        return Ok(path);
+    }
     fsutil::sweep_leftovers(&path)?;
     let partial = fsutil::partial_path(&path, "download");
     let mut failures = Vec::new();
@@ -470,8 +549,9 @@ fn install_program(build: &Utf8Path, tree: &Utf8Path, program: &ToolProgram) -> 
     Ok(())
 }
 
-/// Packs an installed program in place and checks it again. A program that upx cannot pack,
-/// or that no longer runs once packed, stays unpacked, with a note: these tools are small.
+/// Packs an installed program in place and checks it again. A program that upx cannot pack, or
+/// that no longer runs once packed, is an error: upx 4.2 packs every one of them, so a failure
+/// means something changed that must be looked at, not shipped.
 fn pack_program(
     sh: &Shell,
     upx: &Upx,
@@ -491,27 +571,25 @@ fn pack_program(
         .join(program.file_name());
     let upx_path = &upx.path;
     let upx_args = HOST_TOOL_UPX_ARGS;
-    let result = cmd!(sh, "{upx_path} {upx_args...} -o {packed} {path}")
+    let output = cmd!(sh, "{upx_path} {upx_args...} -o {packed} {path}")
         .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run();
-    let kept = match result {
-        Err(error) => Err(anyhow::anyhow!("upx failed: {error}")),
-        Ok(()) => check_runs(&packed, tool, program, arch),
-    };
-    match kept {
-        Ok(()) => std::fs::rename(&packed, &path)
-            .with_context(|| format!("cannot move the packed {path} into place")),
-        Err(error) => {
-            eprintln!(
-                "    note: {} for {} ships unpacked: {error:#}",
-                program.installed,
-                arch.platform()
-            );
-            Ok(())
-        }
+        .ignore_status()
+        .output()
+        .with_context(|| format!("cannot run {upx_path}"))?;
+    if !output.status.success() {
+        bail!(
+            "upx cannot pack {} of {} {} for {}: {}",
+            program.installed,
+            tool.name(),
+            tool.version(),
+            arch.platform(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
+    check_runs(&packed, tool, program, arch)
+        .context("the packed program no longer runs; every host tool ships packed")?;
+    std::fs::rename(&packed, &path)
+        .with_context(|| format!("cannot move the packed {path} into place"))
 }
 
 /// The program at `path` is a static executable of the architecture and prints its version.

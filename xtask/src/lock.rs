@@ -26,6 +26,11 @@ impl CacheLock {
         lock_file(&layout.toolchains().join(TOOL_LOCK_FILE))
     }
 
+    /// Held while a pinned tarball is downloaded into the tool cache.
+    pub fn sources(layout: &Layout) -> Result<CacheLock> {
+        lock_file(&crate::hosttools::sources_dir(layout).join(TOOL_LOCK_FILE))
+    }
+
     /// Held while host tools are built, which other caches may share.
     pub fn host_tools(layout: &Layout) -> Result<CacheLock> {
         lock_file(&layout.host_tools().join(TOOL_LOCK_FILE))

@@ -49,6 +49,9 @@ impl flags::Release {
         let _lock = CacheLock::acquire(&cx.layout)?;
         let image_options = ImageOptions::new(sh, selection)?;
         for release in &releases {
+            image_options.preflight_host_tools(&cx.layout, release)?;
+        }
+        for release in &releases {
             let sources = fetch_release(sh, &cx, release, &self.source)?;
             let build = plan_build(
                 sh,

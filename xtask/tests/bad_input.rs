@@ -130,3 +130,21 @@ fn a_checksum_mismatch_names_the_file_and_leaves_nothing() {
         .collect();
     assert_eq!(written, Vec::<String>::new());
 }
+
+#[test]
+#[ignore = "end-to-end: needs buildah and skopeo on PATH; run with -- --include-ignored (.ci/run installs them)"]
+fn missing_build_programs_for_the_host_tools_stop_a_release_before_it_fetches() {
+    support::require_tools("missing_build_programs", &["go", "buildah", "skopeo"]);
+    let cache = tempfile::tempdir().unwrap();
+    let output = xtask_with_tools(
+        &["release", "v1.26.0", "--builder", "buildah"],
+        &["go", "buildah", "skopeo"],
+        cache.path(),
+        &[],
+    );
+    let error = one_error_line(&output);
+    assert!(error.contains("building the host tools"), "{error}");
+    assert!(error.contains("apt-get install make gcc tar"), "{error}");
+    assert!(!cache.path().join("sources").exists());
+    assert!(!cache.path().join("out").exists());
+}

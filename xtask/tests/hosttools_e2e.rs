@@ -176,7 +176,7 @@ fn check_iptables_rule(program: &Path) {
 
 /// What kubelet's mount code does with a new ext4 volume, with the amd64 builds on a file: blkid
 /// finds no file system (exit status 2), mkfs.ext4 formats it, blkid then reports ext4,
-/// fsck.ext4 finds it clean, and resize2fs grows it.
+/// fsck.ext4 and `fsck -a` find it clean, and resize2fs grows it.
 fn check_ext4_volume(dir: &Path) {
     let tool = |tool: &HostTool, path: &str| {
         installed(tool, Arch::Amd64, path)
@@ -201,6 +201,22 @@ fn check_ext4_volume(dir: &Path) {
         &tool(&E2FSPROGS, "usr/sbin/fsck.ext4"),
         &["-f", "-n", image],
     );
+    // What mount-utils runs before it mounts: util-linux's fsck, which finds fsck.ext4 on PATH.
+    let e2fsprogs_dir = Path::new(&tool(&E2FSPROGS, "usr/sbin/fsck.ext4"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let checked = Command::new(tool(&UTIL_LINUX, "usr/sbin/fsck"))
+        .args(["-a", image])
+        .env("PATH", format!("{}:/usr/bin:/bin", e2fsprogs_dir.display()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success() && text.contains("clean"),
+        "fsck -a: {text}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let file = std::fs::OpenOptions::new().write(true).open(image).unwrap();
     file.set_len(16 << 20).unwrap();
     let grown = run(&tool(&E2FSPROGS, "usr/sbin/resize2fs"), &[image]);
@@ -208,7 +224,7 @@ fn check_ext4_volume(dir: &Path) {
 }
 
 /// SafeFormatAndMount's path for an xfs volume, with the amd64 builds: mkfs.xfs formats a blank
-/// file (it needs 300 MiB at least) and blkid then reports xfs.
+/// file (it needs 300 MiB at least), xfs_repair -n finds it sound, and blkid reports xfs.
 fn check_xfs_volume(dir: &Path) {
     let image = dir.join("xfs.img");
     let file = std::fs::File::create(&image).unwrap();
@@ -216,6 +232,9 @@ fn check_xfs_volume(dir: &Path) {
     let image = image.to_str().unwrap();
     let mkfs = installed(&XFSPROGS, Arch::Amd64, "usr/sbin/mkfs.xfs");
     run(mkfs.to_str().unwrap(), &["-q", image]);
+    // What mount-utils runs on an xfs volume before it mounts it.
+    let repair = installed(&XFSPROGS, Arch::Amd64, "usr/sbin/xfs_repair");
+    run(repair.to_str().unwrap(), &["-n", image]);
     let blkid = installed(&UTIL_LINUX, Arch::Amd64, "usr/bin/blkid");
     let text = run(
         blkid.to_str().unwrap(),

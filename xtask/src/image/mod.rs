@@ -17,6 +17,7 @@ pub mod skopeo;
 use anyhow::{bail, Context, Result};
 use camino::{Utf8Path, Utf8PathBuf};
 use kubelet_upstream::hostcommands::{self, CommandSource};
+use kubelet_upstream::hosttools::HostTool;
 use kubelet_upstream::rules::{self, Image};
 use kubelet_upstream::{Arch, Release};
 use xshell::Shell;
@@ -289,6 +290,25 @@ impl ImageOptions {
         Ok(ImageOptions { selection, builder })
     }
 
+    /// The host tools the selected images of `release` carry, each once.
+    fn host_tools(&self, release: &Release) -> Vec<&'static HostTool> {
+        let mut tools: Vec<&'static HostTool> = Vec::new();
+        for &image in &self.selection.images {
+            for (tool, _) in hostcommands::tool_programs(image, release.version) {
+                if !tools.iter().any(|t| t.name() == tool.name()) {
+                    tools.push(tool);
+                }
+            }
+        }
+        tools
+    }
+
+    /// Whether the host tools the images need can be built here, said before a release spends
+    /// its time compiling.
+    pub fn preflight_host_tools(&self, layout: &Layout, release: &Release) -> Result<()> {
+        hosttools::preflight(layout, &self.host_tools(release), &self.selection.arches)
+    }
+
     fn builder(&self, layout: &Layout) -> Box<dyn Builder> {
         match self.builder {
             BuilderKind::Buildah => Box::new(Buildah::new(layout)),
@@ -341,6 +361,14 @@ pub fn build_images(
         builder.name()
     );
     builder.sweep(sh)?;
+    // Every tool before any image, so a tool that does not build cannot leave a release half
+    // published.
+    options.preflight_host_tools(layout, release)?;
+    for tool in options.host_tools(release) {
+        for &arch in &options.selection.arches {
+            hosttools::build_tool(sh, layout, tool, arch)?;
+        }
+    }
     let mut published = Vec::new();
     for planned in images {
         let job = &planned.job;
@@ -397,7 +425,7 @@ fn skopeo_present() -> Result<()> {
 /// The host commands the image needs that no pinned source builds yet: said on every build, so
 /// an image is never taken for complete when it is not.
 fn note_not_built(job: &ImageJob, image: Image, release: &Release) {
-    let missing: Vec<String> = hostcommands::host_commands(image, release.version)
+    let missing: Vec<String> = hostcommands::not_built(image, release.version)
         .iter()
         .filter_map(|c| {
             let reason = c.not_built_reason()?;

@@ -49,6 +49,10 @@ impl flags::VerifyReproducible {
                     .with_private_host_tools()
             })
             .collect();
+        if !self.compare_only {
+            let release = cx.releases(std::slice::from_ref(&self.version))?[0];
+            image_options.preflight_host_tools(&builds[0], release)?;
+        }
         if self.compare_only {
             if let Some(missing) = builds.iter().find(|b| !b.cache().exists()) {
                 bail!(
