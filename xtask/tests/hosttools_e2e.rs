@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use camino::Utf8Path;
@@ -47,16 +47,6 @@ fn run(program: &str, args: &[&str]) -> String {
     text
 }
 
-/// Where the xtask installs a program of a tool for an architecture: in the tool cache, which
-/// every build cache shares.
-fn installed(tool: &HostTool, arch: Arch, path: &str) -> PathBuf {
-    support::tool_cache()
-        .join("host-tools/out")
-        .join(format!("{}-{}", tool.name(), tool.version()))
-        .join(arch.name())
-        .join(path)
-}
-
 #[test]
 #[ignore = "end-to-end: needs curl, python3 (zig), qemu-user-static and ip; run with -- --include-ignored (.ci/run installs them)"]
 fn host_tools_build_static_for_every_arch_and_work() {
@@ -80,7 +70,7 @@ fn host_tools_build_static_for_every_arch_and_work() {
     for tool in HOST_TOOLS {
         for arch in Arch::ALL {
             for program in tool.programs {
-                let path = installed(tool, arch, program.installed);
+                let path = support::installed_host_tool(tool, arch, program.installed);
                 assert!(
                     printed.contains(path.to_str().unwrap()),
                     "{} {arch} not printed: {printed}",
@@ -111,7 +101,7 @@ fn host_tools_build_static_for_every_arch_and_work() {
         }
     }
 
-    check_iptables_rule(&installed(
+    check_iptables_rule(&support::installed_host_tool(
         &IPTABLES,
         Arch::Amd64,
         IPTABLES.programs[0].installed,
@@ -179,7 +169,7 @@ fn check_iptables_rule(program: &Path) {
 /// fsck.ext4 and `fsck -a` find it clean, and resize2fs grows it.
 fn check_ext4_volume(dir: &Path) {
     let tool = |tool: &HostTool, path: &str| {
-        installed(tool, Arch::Amd64, path)
+        support::installed_host_tool(tool, Arch::Amd64, path)
             .to_str()
             .unwrap()
             .to_owned()
@@ -230,12 +220,12 @@ fn check_xfs_volume(dir: &Path) {
     let file = std::fs::File::create(&image).unwrap();
     file.set_len(300 << 20).unwrap();
     let image = image.to_str().unwrap();
-    let mkfs = installed(&XFSPROGS, Arch::Amd64, "usr/sbin/mkfs.xfs");
+    let mkfs = support::installed_host_tool(&XFSPROGS, Arch::Amd64, "usr/sbin/mkfs.xfs");
     run(mkfs.to_str().unwrap(), &["-q", image]);
     // What mount-utils runs on an xfs volume before it mounts it.
-    let repair = installed(&XFSPROGS, Arch::Amd64, "usr/sbin/xfs_repair");
+    let repair = support::installed_host_tool(&XFSPROGS, Arch::Amd64, "usr/sbin/xfs_repair");
     run(repair.to_str().unwrap(), &["-n", image]);
-    let blkid = installed(&UTIL_LINUX, Arch::Amd64, "usr/bin/blkid");
+    let blkid = support::installed_host_tool(&UTIL_LINUX, Arch::Amd64, "usr/bin/blkid");
     let text = run(
         blkid.to_str().unwrap(),
         &["-p", "-s", "TYPE", "-o", "export", image],

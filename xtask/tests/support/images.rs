@@ -251,11 +251,7 @@ fn check_host_tools(rootfs: &Path, repository: &str, variant: &str, arch: &str) 
     for (tool, program) in programs {
         let shipped = std::fs::read(rootfs.join(program.installed))
             .unwrap_or_else(|e| panic!("{name} {arch}: /{}: {e}", program.installed));
-        let built = super::tool_cache()
-            .join("host-tools/out")
-            .join(format!("{}-{}", tool.name(), tool.version()))
-            .join(arch.name())
-            .join(program.installed);
+        let built = super::installed_host_tool(tool, arch, program.installed);
         assert_eq!(
             shipped,
             std::fs::read(&built).unwrap(),

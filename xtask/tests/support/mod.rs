@@ -184,6 +184,20 @@ pub fn tool_cache() -> std::path::PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-cache")
 }
 
+/// Where the xtask installs a program of a host tool for an architecture: in the tool cache,
+/// which every build cache of the tests shares.
+pub fn installed_host_tool(
+    tool: &kubelet_upstream::hosttools::HostTool,
+    arch: kubelet_upstream::Arch,
+    path: &str,
+) -> std::path::PathBuf {
+    tool_cache()
+        .join("host-tools/out")
+        .join(format!("{}-{}", tool.name(), tool.version()))
+        .join(arch.name())
+        .join(path)
+}
+
 /// Alpine's minimal root filesystems, beside the clone under ../shared.
 pub fn minirootfs_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/alpine-minirootfs-3.20.3")
